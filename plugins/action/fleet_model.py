@@ -1,0 +1,49 @@
+# -*- coding: utf-8 -*-
+# Copyright: Adelie infra team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller side of adelie.fleet.fleet_model: reads the fleet's host entries from the inventory.
+
+An action plugin rather than a module because the model needs every node's inventory
+variables (hostvars), which only the controller has.
+"""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+from ansible_collections.adelie.fleet.plugins.module_utils.fleet import (
+    QUOTA_FIELDS, FleetError, build_model, capacity, capacity_table)
+
+__metaclass__ = type
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset(("nodes", "roles", "network", "pools", "live_pools", "host", "policy", "check_capacity"))
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        args = self._task.args
+        hostvars = task_vars["hostvars"]
+        nodes = {}
+        for name in args.get("nodes") or task_vars["groups"].get("fleet", []):
+            host = hostvars[name]
+            entry = {"groups": list(host.get("group_names", [])),
+                     "ipv4": host.get("fleet_ipv4"), "member": host.get("fleet_member")}
+            for field in QUOTA_FIELDS:
+                entry[field] = host.get("fleet_" + field)
+            nodes[name] = entry
+        try:
+            model = build_model(nodes, args.get("roles"), args.get("network"), args.get("pools"),
+                                live_pools=args.get("live_pools"))
+        except FleetError as error:
+            raise AnsibleActionFail(str(error)) from None
+        result.update(changed=False, fleet=model)
+        if args.get("host"):
+            report = capacity(model, args["host"], args.get("policy"))
+            result["capacity"] = report["rows"]
+            result["table"] = capacity_table(model, report["rows"])
+            if report["problems"] and args.get("check_capacity", True):
+                raise AnsibleActionFail("refused, the fleet does not fit the host:\n" + "\n".join(
+                    "  - " + p for p in report["problems"]) + "\n" + "\n".join(result["table"]), result=result)
+        return result

@@ -1,0 +1,24 @@
+#!/bin/sh
+# Start lxcfs and lxd by hand where PID 1 is not systemd (CI containers, WSL2).
+# Prints "started: ..." for what it had to start, nothing when both already run.
+set -eu
+log="$1"
+timeout="$2"
+mkdir -p "$(dirname "$log")" /var/lib/lxcfs
+if ! pgrep -x lxcfs >/dev/null; then
+    # A dead lxcfs leaves its FUSE mount behind ("Transport endpoint is not connected").
+    umount -l /var/lib/lxcfs 2>/dev/null || true
+    setsid lxcfs /var/lib/lxcfs </dev/null >>"$log.lxcfs" 2>&1 &
+    # lxd must see lxcfs mounted when it starts, or containers get the host's /proc/meminfo.
+    i=0
+    until grep -qs ' /var/lib/lxcfs fuse' /proc/mounts; do
+        i=$((i + 1)); [ "$i" -lt 50 ] || { echo "lxcfs did not mount" >&2; exit 1; }
+        sleep 0.1
+    done
+    echo "started: lxcfs"
+fi
+if ! pgrep -x lxd >/dev/null; then
+    setsid lxd --group lxd --logfile "$log" </dev/null >>"$log.stdout" 2>&1 &
+    echo "started: lxd"
+fi
+lxd waitready --timeout="$timeout"

@@ -1,0 +1,51 @@
+#!/bin/sh
+# Build a unified LXD image tarball of Debian with systemd, offline-capable (debootstrap from
+# a Debian mirror only). Usage: build-image.sh SUITE MIRROR OUT.tar PKG,PKG,...
+set -eu
+suite="$1"; mirror="$2"; out="$3"; packages="$4"
+work=$(mktemp -d /var/tmp/fleet-image.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+root="$work/rootfs"
+
+debootstrap --variant=minbase --include="$packages" "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 \
+    || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
+
+cat >"$root/etc/apt/sources.list" <<SOURCES
+deb $mirror $suite main
+deb $mirror $suite-updates main
+deb ${mirror%/debian}/debian-security $suite-security main
+SOURCES
+
+# binfmt cannot be set up inside a container: masked, or the system state is "degraded".
+ln -sf /dev/null "$root/etc/systemd/system/systemd-binfmt.service"
+# DHCP on eth0: LXD's dnsmasq hands each container its static address.
+mkdir -p "$root/etc/systemd/network"
+printf '[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n' >"$root/etc/systemd/network/eth0.network"
+chroot "$root" systemctl enable systemd-networkd.service systemd-resolved.service >/dev/null 2>&1
+ln -sf /run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
+# Each container gets its own machine id and host name at first boot.
+: >"$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id" "$root/etc/hostname"
+chroot "$root" apt-get clean
+rm -rf "$root"/var/lib/apt/lists/*
+
+mkdir -p "$work/templates"
+printf '{{ container.name }}\n' >"$work/templates/hostname.tpl"
+printf '127.0.0.1 localhost\n127.0.1.1 {{ container.name }}\n' >"$work/templates/hosts.tpl"
+cat >"$work/metadata.yaml" <<META
+architecture: $(uname -m)
+creation_date: $(date +%s)
+properties:
+  description: Debian $suite (adelie.fleet offline build)
+  os: debian
+  release: $suite
+templates:
+  /etc/hostname:
+    when: [create, copy]
+    template: hostname.tpl
+  /etc/hosts:
+    when: [create, copy]
+    template: hosts.tpl
+META
+tar -C "$work" -cf "$out.part" metadata.yaml templates rootfs
+mv "$out.part" "$out"
