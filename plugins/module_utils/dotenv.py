@@ -234,7 +234,8 @@ class DotEnv:
         for line in lines:
             if line.kind != Line.ASSIGNMENT:
                 continue
-            assert line.key is not None
+            if line.key is None:
+                raise AssertionError("an assignment line without a key")
             first = self._index.get(line.key)
             if first is not None:
                 raise DotEnvError(

@@ -285,6 +285,6 @@ def capacity_table(model, rows):
     lines.append("")
     lines.append("%-18s %12s %12s %7s" % ("resource", "requested", "available", "used"))
     for row in rows:
-        lines.append("%-18s %12s %12s %6s%%" % (row["resource"], row["requested_text"], row["available_text"],
-                                                 row["used_percent"]))
+        lines.append("%-18s %12s %12s %6s%%" % (
+            row["resource"], row["requested_text"], row["available_text"], row["used_percent"]))
     return lines

@@ -26,6 +26,7 @@ attributes:
     description: Changes nothing in any mode.
   diff_mode:
     support: none
+    description: Returns no diff.
   action:
     support: full
     description: Runs on the controller.

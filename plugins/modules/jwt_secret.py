@@ -28,7 +28,7 @@ description:
   - The file is replaced atomically, through a temporary file in the same directory that is fsynced
     and renamed over the original.
   - Neither the old nor the new secret is ever returned, logged or shown in a diff.
-  - The module does not restart anything. Use RV(changed) to decide whether services reading the file
+  - The module does not restart anything. Use C(changed) to decide whether services reading the file
     must be restarted.
 author:
   - Adelie infra team (@adelie)

@@ -82,7 +82,7 @@ def stamp(days_ago):
 )
 def test_detection_reasons_rotate(tmp_path, capsys, content, extra, reason):
     path = env_file(tmp_path, content.encode())
-    result, _ = run_module(capsys, path=str(path), **extra)
+    result, _out = run_module(capsys, path=str(path), **extra)
     assert result["changed"] is True
     assert result["reason"] == reason
     assert result["path"] == str(path)
@@ -95,7 +95,7 @@ def test_reason_ok(tmp_path, capsys):
     rotated = stamp(10)
     data = ("JWT_SECRET=%s\nJWT_SECRET_ROTATED_AT=%s\n" % (STRONG_OLD, rotated)).encode()
     path = env_file(tmp_path, data)
-    result, _ = run_module(capsys, path=str(path), max_age="90d")
+    result, _out = run_module(capsys, path=str(path), max_age="90d")
     assert result["changed"] is False
     assert result["reason"] == "ok"
     assert result["rotated_at"] == rotated
@@ -105,7 +105,7 @@ def test_reason_ok(tmp_path, capsys):
 def test_reason_ok_without_max_age_ignores_age(tmp_path, capsys):
     data = ("JWT_SECRET=%s\nJWT_SECRET_ROTATED_AT=2000-01-01T00:00:00Z\n" % STRONG_OLD).encode()
     path = env_file(tmp_path, data)
-    result, _ = run_module(capsys, path=str(path))
+    result, _out = run_module(capsys, path=str(path))
     assert (result["changed"], result["reason"], result["rotated_at"]) == (False, "ok", "2000-01-01T00:00:00Z")
     assert path.read_bytes() == data
 
@@ -113,19 +113,19 @@ def test_reason_ok_without_max_age_ignores_age(tmp_path, capsys):
 def test_expired_falls_back_to_mtime_without_rotated_at(tmp_path, capsys):
     data = ("JWT_SECRET=%s\n" % STRONG_OLD).encode()
     path = env_file(tmp_path, data)
-    result, _ = run_module(capsys, path=str(path), max_age="30d")
+    result, _out = run_module(capsys, path=str(path), max_age="30d")
     assert (result["changed"], result["reason"], result["rotated_at"]) == (False, "ok", None)
 
     old = datetime.datetime(2001, 1, 1, tzinfo=datetime.timezone.utc).timestamp()
     os.utime(path, (old, old))
-    result, _ = run_module(capsys, path=str(path), max_age="30d")
+    result, _out = run_module(capsys, path=str(path), max_age="30d")
     assert (result["changed"], result["reason"]) == (True, "expired")
 
 
 def test_future_rotated_at_warns_and_counts_as_fresh(tmp_path, capsys):
     data = ("JWT_SECRET=%s\nJWT_SECRET_ROTATED_AT=%s\n" % (STRONG_OLD, stamp(-30))).encode()
     path = env_file(tmp_path, data)
-    result, _ = run_module(capsys, path=str(path), max_age="1d")
+    result, _out = run_module(capsys, path=str(path), max_age="1d")
     assert (result["changed"], result["reason"]) == (False, "ok")
     assert "is in the future" in warning_texts(result)
 
@@ -133,7 +133,7 @@ def test_future_rotated_at_warns_and_counts_as_fresh(tmp_path, capsys):
 def test_invalid_rotated_at_fails(tmp_path, capsys):
     data = ("JWT_SECRET=%s\n\nJWT_SECRET_ROTATED_AT=last tuesday\n" % STRONG_OLD).encode()
     path = env_file(tmp_path, data)
-    result, _ = run_module(capsys, path=str(path), max_age="1d")
+    result, _out = run_module(capsys, path=str(path), max_age="1d")
     assert result["failed"] is True
     assert "line 3: JWT_SECRET_ROTATED_AT is not an ISO 8601 timestamp" in result["msg"]
     assert result["line"] == 3
@@ -171,7 +171,7 @@ def test_crlf_file_preserved_byte_for_byte(tmp_path, capsys):
         b"LAST=unquoted value"
     )
     path = env_file(tmp_path, original, mode=0o640)
-    result, _ = run_module(capsys, path=str(path))
+    result, _out = run_module(capsys, path=str(path))
     assert result["changed"] is True
     secret = new_value(path)
     expected = (
@@ -199,7 +199,7 @@ def test_quoting_and_other_lines_preserved(tmp_path, capsys, line_template):
     tail = "\n# tail\nC=3\n"
     original = head + line_template.format("secret") + tail
     path = env_file(tmp_path, original.encode())
-    result, _ = run_module(capsys, path=str(path))
+    result, _out = run_module(capsys, path=str(path))
     assert result["reason"] == "default"
     secret = new_value(path)
     assert path.read_text() == (
@@ -210,7 +210,7 @@ def test_quoting_and_other_lines_preserved(tmp_path, capsys, line_template):
 def test_existing_rotated_at_line_is_updated_in_place(tmp_path, capsys):
     original = "JWT_SECRET_ROTATED_AT='2000-01-01T00:00:00Z' # managed\nJWT_SECRET=%s\nZ=1\n" % STRONG_OLD
     path = env_file(tmp_path, original.encode())
-    result, _ = run_module(capsys, path=str(path), max_age="90d")
+    result, _out = run_module(capsys, path=str(path), max_age="90d")
     assert result["reason"] == "expired"
     assert path.read_text() == "JWT_SECRET_ROTATED_AT='%s' # managed\nJWT_SECRET=%s\nZ=1\n" % (
         result["rotated_at"],
@@ -222,7 +222,7 @@ def test_existing_rotated_at_line_is_updated_in_place(tmp_path, capsys):
 def test_owner_group_and_mode_preserved(tmp_path, capsys):
     path = env_file(tmp_path, b"JWT_SECRET=changeme\n", mode=0o640)
     os.chown(path, 1234, 2345)
-    result, _ = run_module(capsys, path=str(path))
+    result, _out = run_module(capsys, path=str(path))
     assert result["changed"] is True
     st = os.stat(path)
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1234, 2345, 0o640)
@@ -230,7 +230,7 @@ def test_owner_group_and_mode_preserved(tmp_path, capsys):
 
 def test_mode_preserved(tmp_path, capsys):
     path = env_file(tmp_path, b"JWT_SECRET=changeme\n", mode=0o604)
-    result, _ = run_module(capsys, path=str(path))
+    result, _out = run_module(capsys, path=str(path))
     assert result["changed"] is True
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o604
     assert "world-readable" in warning_texts(result)
@@ -238,7 +238,7 @@ def test_mode_preserved(tmp_path, capsys):
 
 def test_create_new_file_is_0600(tmp_path, capsys):
     path = tmp_path / "sub.env"
-    result, _ = run_module(capsys, path=str(path), create=True, key="API_JWT")
+    result, _out = run_module(capsys, path=str(path), create=True, key="API_JWT")
     assert (result["changed"], result["reason"]) == (True, "missing")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     expected = "API_JWT=%s\nAPI_JWT_ROTATED_AT=%s\n" % (new_value(path, "API_JWT"), result["rotated_at"])
@@ -257,7 +257,7 @@ def test_check_mode_writes_nothing(tmp_path, capsys):
     old = 1_000_000_000
     os.utime(path, ns=(old * 10**9, old * 10**9))
     before = os.stat(path)
-    result, _ = run_module(capsys, path=str(path), backup=True, _ansible_check_mode=True)
+    result, _out = run_module(capsys, path=str(path), backup=True, _ansible_check_mode=True)
     assert (result["changed"], result["reason"]) == (True, "default")
     assert "backup_file" not in result
     after = os.stat(path)
@@ -268,7 +268,7 @@ def test_check_mode_writes_nothing(tmp_path, capsys):
 
 def test_check_mode_does_not_create(tmp_path, capsys):
     path = tmp_path / ".env"
-    result, _ = run_module(capsys, path=str(path), create=True, _ansible_check_mode=True)
+    result, _out = run_module(capsys, path=str(path), create=True, _ansible_check_mode=True)
     assert (result["changed"], result["reason"]) == (True, "missing")
     assert not path.exists()
 
@@ -348,7 +348,7 @@ def test_previous_key_keeps_old_value(tmp_path, capsys, extra, reason):
     if rotated:
         lines += "JWT_SECRET_ROTATED_AT=%s\n" % rotated
     path = env_file(tmp_path, lines.encode())
-    result, _ = run_module(capsys, path=str(path), previous_key="JWT_SECRET_PREVIOUS", **extra)
+    result, _out = run_module(capsys, path=str(path), previous_key="JWT_SECRET_PREVIOUS", **extra)
     assert result["reason"] == reason
     assert new_value(path, "JWT_SECRET_PREVIOUS") == STRONG_OLD
     assert HEX64.match(new_value(path))
@@ -356,7 +356,7 @@ def test_previous_key_keeps_old_value(tmp_path, capsys, extra, reason):
 
 def test_previous_key_replaces_older_previous_in_place(tmp_path, capsys):
     path = env_file(tmp_path, ("JWT_SECRET_PREVIOUS='%s'\nJWT_SECRET=%s\n" % (STRONG_PREV, STRONG_OLD)).encode())
-    _, out = run_module(capsys, path=str(path), force=True, previous_key="JWT_SECRET_PREVIOUS")
+    _result, out = run_module(capsys, path=str(path), force=True, previous_key="JWT_SECRET_PREVIOUS")
     assert path.read_text().startswith("JWT_SECRET_PREVIOUS='%s'\n" % STRONG_OLD)
     assert STRONG_PREV not in path.read_text()
     assert STRONG_PREV not in out and STRONG_OLD not in out
@@ -365,7 +365,7 @@ def test_previous_key_replaces_older_previous_in_place(tmp_path, capsys):
 def test_previous_key_does_not_keep_weak_value(tmp_path, capsys):
     data = "JWT_SECRET=changeme\nJWT_SECRET_PREVIOUS=%s\n" % STRONG_PREV
     path = env_file(tmp_path, data.encode())
-    result, _ = run_module(capsys, path=str(path), previous_key="JWT_SECRET_PREVIOUS")
+    result, _out = run_module(capsys, path=str(path), previous_key="JWT_SECRET_PREVIOUS")
     assert result["reason"] == "default"
     assert new_value(path, "JWT_SECRET_PREVIOUS") == STRONG_PREV
 
@@ -377,7 +377,7 @@ def test_previous_key_does_not_keep_weak_value(tmp_path, capsys):
 def test_backup_file_created(tmp_path, capsys):
     data = b"JWT_SECRET=changeme\r\nA=1\r\n"
     path = env_file(tmp_path, data, mode=0o640)
-    result, _ = run_module(capsys, path=str(path), backup=True)
+    result, _out = run_module(capsys, path=str(path), backup=True)
     backup = result["backup_file"]
     assert os.path.dirname(backup) == str(tmp_path)
     with open(backup, "rb") as handle:
@@ -388,7 +388,7 @@ def test_backup_file_created(tmp_path, capsys):
 
 def test_no_backup_when_unchanged(tmp_path, capsys):
     path = env_file(tmp_path, ("JWT_SECRET=%s\n" % STRONG_OLD).encode())
-    result, _ = run_module(capsys, path=str(path), backup=True)
+    result, _out = run_module(capsys, path=str(path), backup=True)
     assert result["changed"] is False and "backup_file" not in result
     assert sorted(os.listdir(tmp_path)) == [".env"]
 
@@ -396,10 +396,10 @@ def test_no_backup_when_unchanged(tmp_path, capsys):
 @pytest.mark.parametrize("extra", [{}, {"max_age": "90d"}, {"previous_key": "JWT_SECRET_PREVIOUS"}])
 def test_second_run_is_idempotent(tmp_path, capsys, extra):
     path = env_file(tmp_path, b"# c\r\nJWT_SECRET='changeme'\r\n")
-    first, _ = run_module(capsys, path=str(path), **extra)
+    first, _out = run_module(capsys, path=str(path), **extra)
     assert first["changed"] is True
     data = path.read_bytes()
-    second, _ = run_module(capsys, path=str(path), **extra)
+    second, _out = run_module(capsys, path=str(path), **extra)
     assert (second["changed"], second["reason"]) == (False, "ok")
     assert second["rotated_at"] == first["rotated_at"]
     assert path.read_bytes() == data
@@ -438,7 +438,7 @@ def test_unterminated_quote_does_not_leak_value(tmp_path, capsys):
 def test_duplicate_key_fails(tmp_path, capsys):
     data = b"JWT_SECRET=changeme\nB=2\nexport JWT_SECRET=other\n"
     path = env_file(tmp_path, data)
-    result, _ = run_module(capsys, path=str(path))
+    result, _out = run_module(capsys, path=str(path))
     assert_failed(result, str(path), "key JWT_SECRET is defined twice (lines 1 and 3)")
     assert path.read_bytes() == data
 
@@ -448,7 +448,7 @@ def test_symlink_fails(tmp_path, capsys):
     target = env_file(tmp_path, data, name="real.env")
     link = tmp_path / ".env"
     link.symlink_to(target)
-    result, _ = run_module(capsys, path=str(link), force=True)
+    result, _out = run_module(capsys, path=str(link), force=True)
     assert_failed(result, str(link), "symbolic link")
     assert link.is_symlink()
     assert target.read_bytes() == data
@@ -456,14 +456,14 @@ def test_symlink_fails(tmp_path, capsys):
 
 def test_missing_file_without_create_fails(tmp_path, capsys):
     path = tmp_path / ".env"
-    result, _ = run_module(capsys, path=str(path))
+    result, _out = run_module(capsys, path=str(path))
     assert_failed(result, str(path), "does not exist", "create=true")
     assert not path.exists()
 
 
 def test_missing_parent_directory_fails(tmp_path, capsys):
     path = tmp_path / "nodir" / ".env"
-    result, _ = run_module(capsys, path=str(path), create=True)
+    result, _out = run_module(capsys, path=str(path), create=True)
     assert_failed(result, str(path), "parent directory does not exist")
 
 
@@ -503,7 +503,7 @@ def test_write_failure_fails_cleanly(tmp_path, capsys, monkeypatch):
         raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr(dotenv.tempfile, "mkstemp", denied)
-    result, _ = run_module(capsys, path=str(path))
+    result, _out = run_module(capsys, path=str(path))
     assert_failed(result, "cannot create a temporary file in %s" % tmp_path, "Permission denied")
     assert path.read_bytes() == data
     assert sorted(os.listdir(tmp_path)) == [".env"]
@@ -520,7 +520,7 @@ def test_unreadable_file_fails(tmp_path, capsys, monkeypatch):
         return real_open(name, flags, *args, **kwargs)
 
     monkeypatch.setattr(dotenv.os, "open", fake_open)
-    result, _ = run_module(capsys, path=str(path))
+    result, _out = run_module(capsys, path=str(path))
     assert_failed(result, "cannot read %s: permission denied" % path)
     monkeypatch.undo()
     assert path.read_bytes() == data
@@ -536,7 +536,7 @@ def test_concurrent_modification_is_detected(tmp_path, capsys, monkeypatch):
         real_check(target, exists)
 
     monkeypatch.setattr(jwt_secret, "check_writable", edit_then_check)
-    result, _ = run_module(capsys, path=str(path))
+    result, _out = run_module(capsys, path=str(path))
     assert_failed(result, "changed while the module was running")
     assert path.read_bytes() == b"JWT_SECRET=edited-by-someone-else\n"
 
@@ -556,7 +556,7 @@ def test_concurrent_modification_is_detected(tmp_path, capsys, monkeypatch):
 def test_invalid_options_fail(tmp_path, capsys, args, fragment):
     data = b"JWT_SECRET=changeme\n"
     path = env_file(tmp_path, data)
-    result, _ = run_module(capsys, path=str(path), **args)
+    result, _out = run_module(capsys, path=str(path), **args)
     assert_failed(result, fragment)
     assert path.read_bytes() == data
 
@@ -564,5 +564,5 @@ def test_invalid_options_fail(tmp_path, capsys, args, fragment):
 def test_max_age_accepts_integer_seconds(tmp_path, capsys):
     data = ("JWT_SECRET=%s\nJWT_SECRET_ROTATED_AT=%s\n" % (STRONG_OLD, stamp(1))).encode()
     path = env_file(tmp_path, data)
-    result, _ = run_module(capsys, path=str(path), max_age=3600)
+    result, _out = run_module(capsys, path=str(path), max_age=3600)
     assert (result["changed"], result["reason"]) == (True, "expired")

@@ -1,0 +1,79 @@
+# Two commands matter: `make up` (set up this host and converge the lab) and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+PYTHON ?= python3
+COLLECTION_LINK := build/collections/ansible_collections/adelie/fleet
+SANITY_DIR := /var/tmp/adelie-fleet-sanity/ansible_collections/adelie/fleet
+INVENTORY ?= inventories/lab
+export PIP_CERT ?= /etc/ssl/certs/ca-certificates.crt
+export ANSIBLE_FORCE_COLOR ?= 0
+export PATH := $(BIN):$(PATH)
+
+.PHONY: help deps venv collections up check test lint sanity unit integration molecule bench verify clean
+
+help:
+	@echo "make up    - install what this host needs, then converge the lab fleet (site.yml)"
+	@echo "make test  - lint, sanity, unit, integration (real LXD) and molecule tests"
+	@echo "make bench - converge timings of the lab fleet"
+	@echo "make check - site.yml --check --diff against the converged fleet"
+
+# Debian packages the controller needs (shellcheck: ansible-test sanity lints the roles' scripts);
+# LXD itself is installed by the lxd_host role.
+deps:
+	@if ! { command -v git && command -v shellcheck && $(PYTHON) -c 'import venv, ensurepip'; } >/dev/null 2>&1; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 python3-venv python3-pip git shellcheck; fi
+
+$(VENV)/.installed: requirements.txt
+	@$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+venv: deps $(VENV)/.installed $(COLLECTION_LINK)
+
+# adelie.fleet resolves to this checkout through this link (ansible.cfg's collections_path).
+$(COLLECTION_LINK):
+	@mkdir -p $(dir $@) && ln -sfn ../../../.. $@
+
+# The bundled collections satisfy requirements.yml, so this is offline-safe ("Nothing to do").
+collections: venv
+	$(BIN)/ansible-galaxy collection install -r requirements.yml
+
+up: collections
+	$(BIN)/ansible-playbook -i $(INVENTORY) site.yml
+
+check: venv
+	$(BIN)/ansible-playbook -i $(INVENTORY) site.yml --check --diff
+
+test: lint sanity unit integration molecule
+
+lint: venv
+	$(BIN)/ansible-lint --offline
+
+# ansible-test wants the collection under ansible_collections/<ns>/<name>, and downloads a pip
+# bootstrap script from a host unreachable here: a stand-in is put in its cache. The copy lives
+# outside this checkout, where git would hide it (build/ is ignored).
+sanity: venv
+	@mkdir -p ~/.ansible/test/cache && cp tests/sanity/get_pip_standin.py ~/.ansible/test/cache/get_pip_24_2.py
+	@rm -rf $(SANITY_DIR) && mkdir -p $(SANITY_DIR)
+	@git ls-files -co --exclude-standard | grep -v '^build/' | tar -cf - -T - | tar -xf - -C $(SANITY_DIR)
+	cd $(SANITY_DIR) && $(BIN)/ansible-test sanity --local --python 3.11 --color no
+
+unit: venv
+	$(BIN)/python -m pytest -q tests/unit
+
+integration: venv
+	$(BIN)/python -m pytest -q -x tests/integration
+
+molecule: venv
+	cd molecule/.. && $(BIN)/molecule test -s default
+
+verify: venv
+	$(BIN)/python -m pytest -q tests/integration/test_nodes.py --inventory $(INVENTORY)
+
+bench: venv
+	bench/converge.sh
+
+clean:
+	rm -rf build .venv
