@@ -251,7 +251,7 @@ def capacity(model, host, policy):
     reserve = parse_size(policy.get("memory_reserve", 0)) if policy.get("memory_reserve") else 0
     resources = [
         ("cpu", "CPU", int(host["cpus"]) * float(policy.get("cpu_overcommit", 1.0)),
-         nodes, lambda n: n["cpu"], str),
+         nodes, lambda n: n["cpu"], lambda v: "%g" % v),
         ("memory", "memory", (memory_total - reserve) * float(policy.get("memory_overcommit", 1.0)),
          nodes, lambda n: n["memory_bytes"], lambda v: format_size(int(v)) if v == int(v) else "%.1fGiB" % (v / GiB)),
     ]
