@@ -45,5 +45,5 @@ class ActionModule(ActionBase):
             result["table"] = capacity_table(model, report["rows"])
             if report["problems"] and args.get("check_capacity", True):
                 raise AnsibleActionFail("refused, the fleet does not fit the host:\n" + "\n".join(
-                    "  - " + p for p in report["problems"]) + "\n" + "\n".join(result["table"]), result=result)
+                    "  - " + p for p in report["problems"]) + "\n" + "\n".join(result["table"]))
         return result
