@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Converge timings of the lab fleet on this machine. It RECREATES the lab's containers
+# (inventories/lab, LXD project of fleet_project): run it on a lab you can rebuild.
+# Prints one line per figure: name, seconds, and the recap's changed count.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export ANSIBLE_NOCOLOR=1
+INVENTORY=${INVENTORY:-inventories/lab}
+PLAY=(ansible-playbook -i "$INVENTORY")
+project=$(ansible -i "$INVENTORY" localhost -m ansible.builtin.debug -a var=fleet_project -o | sed 's/.*"fleet_project": "\([^"]*\)".*/\1/')
+image=$(ansible -i "$INVENTORY" localhost -m ansible.builtin.debug -a var=fleet_image -o | sed 's/.*"fleet_image": "\([^"]*\)".*/\1/')
+nodes=$(ansible -i "$INVENTORY" fleet --list-hosts | tail -n +2)
+
+# timed NAME COMMAND...: run it, print seconds and how many tasks changed.
+timed() {
+    local name=$1; shift
+    local log; log=$(mktemp)
+    local start; start=$(date +%s.%N)
+    "$@" >"$log" 2>&1 || { tail -n 40 "$log"; echo "$name: FAILED"; exit 1; }
+    local end; end=$(date +%s.%N)
+    local changed; changed=$(awk '/ changed=/ {sub(/.*changed=/, ""); sum += $1} END {print sum + 0}' "$log")
+    awk -v n="$name" -v s="$start" -v e="$end" -v c="$changed" 'BEGIN {printf "%-44s %7.1f s   changed=%s\n", n, e - s, c}'
+    rm -f "$log"
+}
+
+delete_containers() {
+    for node in $nodes; do lxc delete --force --project "$project" "$node" 2>/dev/null || true; done
+}
+
+"${PLAY[@]}" playbooks/host.yml >/dev/null
+delete_containers
+timed "lab cold converge, image cached" "${PLAY[@]}" playbooks/host.yml playbooks/fleet.yml
+timed "lab idempotent re-run" "${PLAY[@]}" playbooks/host.yml playbooks/fleet.yml
+
+delete_containers
+lxc image delete "$image" 2>/dev/null || true
+rm -rf /var/cache/adelie-fleet/images
+timed "lab cold converge, image not cached" "${PLAY[@]}" playbooks/host.yml playbooks/fleet.yml
+
+if [ -f playbooks/nodes.yml ]; then
+    timed "node layer cold (docker, toolchain, app)" "${PLAY[@]}" playbooks/nodes.yml
+    timed "node layer idempotent re-run" "${PLAY[@]}" playbooks/nodes.yml
+fi
+timed "site.yml idempotent re-run" "${PLAY[@]}" site.yml
+timed "plan.yml on the production inventory" ansible-playbook -i inventories/production playbooks/plan.yml
