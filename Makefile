@@ -22,8 +22,8 @@ help:
 # Debian packages the controller needs (shellcheck: ansible-test sanity lints the roles' scripts);
 # LXD itself is installed by the lxd_host role.
 deps:
-	@if ! { command -v git && command -v shellcheck && $(PYTHON) -c 'import venv, ensurepip'; } >/dev/null 2>&1; then \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 python3-venv python3-pip git shellcheck; fi
+	@if ! { command -v git && command -v shellcheck && command -v ssh && $(PYTHON) -c 'import venv, ensurepip'; } >/dev/null 2>&1; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 python3-venv python3-pip git shellcheck openssh-client; fi
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -m venv $(VENV)

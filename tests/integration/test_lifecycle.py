@@ -1,0 +1,105 @@
+"""People and resources changing: resize in place, hand-made drift, onboarding, offboarding, restore."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+from conftest import lxc, lxc_json
+
+pytestmark = pytest.mark.integration
+
+
+def extra_inventory(tmp_path, role, hosts):
+    """An inventory file adding or overriding host entries of one role group."""
+    path = tmp_path / "extra.yml"
+    path.write_text(yaml.safe_dump({"all": {"children": {"fleet": {"children": {role: {"hosts": hosts}}}}}}))
+    return str(path)
+
+
+def init_pid(node):
+    return lxc_json("/1.0/instances/%s/state" % node)["pid"]
+
+
+def test_resize_in_place_keeps_data_and_does_not_restart(lab, tmp_path):
+    node = "ft-dev1"
+    lab.exec(node, "echo before-resize > /root/keep.txt", check=True)
+    pid = init_pid(node)
+    bigger = extra_inventory(tmp_path, "dev", {node: {"fleet_memory": "1536MiB"}})
+    try:
+        result = lab.playbook("playbooks/fleet.yml", "-i", bigger)
+        assert result.rc == 0, result.out[-3000:]
+        assert "limits.memory is 1GiB, the inventory says 1536MiB" in result.out
+        assert lab.exec(node, "grep MemTotal /proc/meminfo").stdout.split()[1] == str(1536 * 1024)
+        assert lab.exec(node, "cat /root/keep.txt").stdout == "before-resize\n"
+        assert init_pid(node) == pid, "the container was restarted"
+    finally:
+        back = lab.playbook("playbooks/fleet.yml")
+        assert back.rc == 0, back.out[-3000:]
+    assert lab.exec(node, "grep MemTotal /proc/meminfo").stdout.split()[1] == str(1024 * 1024)
+
+
+def test_drift_made_by_hand_is_reverted_reported_and_snapshotted(lab):
+    node = "ft-dev2"  # dev_ai: 2 CPUs
+    snapshots_before = lxc_json("/1.0/instances/%s/snapshots" % node)
+    lxc("config", "set", "--project", lab.project, node, "limits.cpu", "1")
+    assert lab.exec(node, "nproc").stdout.strip() == "1"
+    result = lab.playbook("playbooks/fleet.yml")
+    assert result.rc == 0, result.out[-3000:]
+    assert "%s drifted from the inventory, applied in place: limits.cpu is 1, the inventory says 2" % node in result.out
+    assert result.changed_hosts().keys() == {node}
+    assert lab.config(node)["config"]["limits.cpu"] == "2"
+    assert lab.exec(node, "nproc").stdout.strip() == "2"
+    snapshots = lxc_json("/1.0/instances/%s/snapshots" % node)
+    assert len(snapshots) == len(snapshots_before) + 1
+    assert snapshots[-1].rsplit("/", 1)[-1].startswith("fleet-")
+
+
+@pytest.fixture()
+def newcomer_key(tmp_path):
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dave@test", "-f", str(key)], check=True)
+    return key
+
+
+def test_onboard_offboard_restore(lab, tmp_path, newcomer_key):
+    node, login, address = "ft-dev3", "dave", "10.10.10.233"
+    public_key = newcomer_key.with_suffix(".pub").read_text().strip()
+    newcomer = extra_inventory(tmp_path, "dev", {node: {"fleet_ipv4": address, "fleet_member": {
+        "login": login, "name": "Dave Newcomer", "email": "dave@adelie.invalid", "ssh_key": public_key}}})
+    exports = tmp_path / "exports"
+    try:
+        onboard = lab.playbook("playbooks/onboard.yml", "-i", newcomer, "-e", "member=" + login)
+        assert onboard.rc == 0, onboard.out[-4000:]
+        # Only the newcomer's node was touched.
+        assert set(onboard.changed_hosts()) <= {node, "localhost"}, onboard.changed_hosts()
+        assert "Host %s" % node in onboard.out and "HostName %s" % address in onboard.out
+        assert "User %s" % login in onboard.out and "ProxyJump" in onboard.out
+        # A running, limited container with the account and its key, seen from inside and over SSH.
+        assert lab.exec(node, "nproc").stdout.strip() == "1"
+        assert lab.exec(node, "grep MemTotal /proc/meminfo").stdout.split()[1] == str(1024 * 1024)
+        assert public_key in lab.exec(node, "cat /home/%s/.ssh/authorized_keys" % login).stdout
+        ssh = subprocess.run(
+            ["ssh", "-i", str(newcomer_key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+             "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "%s@%s" % (login, address), "id -un"],
+            capture_output=True, text=True, check=False)
+        assert ssh.stdout.strip() == login, ssh.stderr
+        lab.exec(node, "echo work-in-progress > notes.txt", user=login, check=True)
+
+        offboard = lab.playbook("playbooks/offboard.yml", "-i", newcomer, "-e", "member=" + login,
+                                "-e", "fleet_export_dir=%s" % exports)
+        assert offboard.rc == 0, offboard.out[-4000:]
+        assert lxc_json("/1.0/instances/%s" % node) is None
+        tarballs = sorted(exports.glob("%s-*.tar.gz" % node))
+        assert len(tarballs) == 1 and tarballs[0].stat().st_size > 1024 * 1024
+
+        restore = lab.playbook("playbooks/restore.yml", "-i", newcomer, "-e", "export=%s" % tarballs[0])
+        assert restore.rc == 0, restore.out[-4000:]
+        assert lab.exec(node, "cat notes.txt", user=login).stdout == "work-in-progress\n"
+        assert lab.config(node)["config"]["limits.memory"] == "1GiB"
+        # Restore never overwrites a living container.
+        again = lab.playbook("playbooks/restore.yml", "-i", newcomer, "-e", "export=%s" % tarballs[0])
+        assert again.rc != 0 and "restore never overwrites" in again.out
+    finally:
+        lxc("delete", "--force", "--project", lab.project, node, check=False)
