@@ -1,0 +1,73 @@
+"""The JWT incident: a default secret leaves backend-api unhealthy; rotate_jwt.yml brings it back."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+APP_NODES = {"ft-dev1": "/home/alice/app", "ft-dev2": "/home/bob/app"}
+HEALTH = ("docker inspect --format '{{.State.Health.Status}}' "
+          "$(docker ps -q --filter label=com.docker.compose.project=fleet-app "
+          "--filter label=com.docker.compose.service=backend-api)")
+
+
+def health(lab, node):
+    return lab.exec(node, HEALTH).stdout.strip()
+
+
+def wait_for(lab, node, status, timeout=60):
+    deadline = time.monotonic() + timeout
+    while health(lab, node) != status and time.monotonic() < deadline:
+        time.sleep(2)
+    return health(lab, node)
+
+
+def env_lines(lab, node):
+    return lab.exec(node, "cat %s/.env" % APP_NODES[node], check=True).stdout.splitlines()
+
+
+def set_secret(lab, node, value):
+    """Put a weak secret in place by hand, as the incident had it, and recreate the backend."""
+    app = APP_NODES[node]
+    lab.exec(node, "sed -i 's/^JWT_SECRET=.*/JWT_SECRET=%s/' %s/.env && cd %s && "
+             "docker-compose -p fleet-app up -d --no-deps --force-recreate backend-api" % (value, app, app), check=True)
+
+
+def test_default_secret_is_unhealthy_and_rotation_heals_it(lab):
+    weak = {"ft-dev1": "changeme", "ft-dev2": "short-but-unique-4711"}
+    for node, value in weak.items():
+        set_secret(lab, node, value)
+    before = {node: [line for line in env_lines(lab, node) if not line.startswith("JWT_SECRET")] for node in weak}
+    for node in weak:
+        assert wait_for(lab, node, "unhealthy") == "unhealthy"
+
+    started = time.monotonic()
+    result = lab.playbook("playbooks/rotate_jwt.yml", "-vvv")
+    seconds = time.monotonic() - started
+    assert result.rc == 0, result.out[-4000:]
+    assert re.search(r"ft-dev1\s+default\s+rotated, backend-api healthy", result.out), result.out[-3000:]
+    assert re.search(r"ft-dev2\s+too_short\s+rotated, backend-api healthy", result.out), result.out[-3000:]
+    assert re.search(r"ft-infra\s+-\s+no /opt/fleet-app/.env", result.out), result.out[-3000:]
+
+    for node in weak:
+        assert health(lab, node) == "healthy"
+        lines = env_lines(lab, node)
+        secret = [line.split("=", 1)[1] for line in lines if line.startswith("JWT_SECRET=")]
+        assert len(secret) == 1 and re.fullmatch(r"[0-9a-f]{64}", secret[0])
+        # Neither the new nor the old secret is ever printed, even at -vvv.
+        assert secret[0] not in result.out
+        assert weak[node] not in result.out
+        # Every other line is kept, in order; the rotation time is recorded beside the secret.
+        assert [line for line in lines if not line.startswith("JWT_SECRET")] == before[node]
+        assert len([line for line in lines if line.startswith("JWT_SECRET_ROTATED_AT=")]) == 1
+        assert lab.exec(node, "stat -c %%a %s/.env" % APP_NODES[node]).stdout.strip() == "600"
+    print("fleet-wide rotation with recreate and health waits: %.1f s" % seconds)
+
+    again = lab.playbook("playbooks/rotate_jwt.yml")
+    assert again.rc == 0, again.out[-3000:]
+    assert again.changed_hosts() == {}
+    assert re.search(r"ft-dev1\s+ok\s+unchanged", again.out)
