@@ -16,8 +16,13 @@ try:
     from pylxd.exceptions import LXDAPIException, NotFound
 except ImportError:
     pylxd = None
-    LXDAPIException = NotFound = Exception
     PYLXD_IMPORT_ERROR = traceback.format_exc()
+
+    class LXDAPIException(Exception):
+        """Stands in for pylxd's so that except clauses still parse without pylxd."""
+
+    class NotFound(LXDAPIException):
+        """Stands in for pylxd's."""
 else:
     PYLXD_IMPORT_ERROR = None
 

@@ -16,8 +16,8 @@ POOLS = [{"name": "nvme", "driver": "btrfs", "size": "1TiB"}, {"name": "hdd", "d
 
 
 def dev(address, login, **extra):
-    return {"groups": ["fleet", "dev"], "ipv4": address, "member": {"login": login, "name": login,
-                                                                     "email": login + "@example.org"}, **extra}
+    member = {"login": login, "name": login, "email": login + "@example.org"}
+    return {"groups": ["fleet", "dev"], "ipv4": address, "member": member, **extra}
 
 
 def fleet(**nodes):
