@@ -42,4 +42,31 @@ if [ -f playbooks/nodes.yml ]; then
     timed "node layer idempotent re-run" "${PLAY[@]}" playbooks/nodes.yml
 fi
 timed "site.yml idempotent re-run" "${PLAY[@]}" site.yml
+
+# Onboarding a sixth developer: container + account (node layer excluded, as the goal states).
+newbie=$(mktemp --suffix=.yml)
+cat >"$newbie" <<'YAML'
+all:
+  children:
+    fleet:
+      children:
+        dev:
+          hosts:
+            dev-benchnew:
+              fleet_ipv4: 10.10.10.39
+              fleet_member: {login: benchnew, name: Bench Newcomer, email: benchnew@adelie.invalid}
+YAML
+timed "onboard one teammate (container + account)" "${PLAY[@]}" -i "$newbie" playbooks/onboard.yml -e member=benchnew --skip-tags node_layer
+lxc delete --force --project "$project" dev-benchnew
+rm -f "$newbie"
+
+# The JWT incident on every dev node: a default secret, then one fleet-wide rotation.
+if [ -f playbooks/rotate_jwt.yml ]; then
+    for node in $nodes; do
+        app=$(lxc exec --project "$project" "$node" -- sh -c 'ls -d /home/*/app 2>/dev/null | head -n 1')
+        [ -n "$app" ] || continue
+        lxc exec --project "$project" "$node" -- sh -c "sed -i 's/^JWT_SECRET=.*/JWT_SECRET=changeme/' $app/.env"
+    done
+    timed "fleet-wide JWT rotation (recreate + health)" "${PLAY[@]}" playbooks/rotate_jwt.yml
+fi
 timed "plan.yml on the production inventory" ansible-playbook -i inventories/production playbooks/plan.yml
