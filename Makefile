@@ -19,18 +19,19 @@ help:
 	@echo "make bench - converge timings of the lab fleet"
 	@echo "make check - site.yml --check --diff against the converged fleet"
 
-# Debian packages the controller needs (shellcheck: ansible-test sanity lints the roles' scripts);
-# LXD itself is installed by the lxd_host role.
+# Debian packages the controller needs (shellcheck: ansible-test sanity lints the roles' scripts;
+# ssh: the onboarding test logs in as the newcomer). LXD itself is installed by the lxd_host role.
+CONTROLLER_PACKAGES := python3 python3-venv python3-pip git shellcheck openssh-client
 deps:
-	@if ! { command -v git && command -v shellcheck && command -v ssh && $(PYTHON) -c 'import venv, ensurepip'; } >/dev/null 2>&1; then \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 python3-venv python3-pip git shellcheck openssh-client; fi
+	@dpkg -s $(CONTROLLER_PACKAGES) >/dev/null 2>&1 \
+	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(CONTROLLER_PACKAGES); }
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt | deps
 	@$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
 	@touch $@
 
-venv: deps $(VENV)/.installed $(COLLECTION_LINK)
+venv: $(VENV)/.installed $(COLLECTION_LINK)
 
 # adelie.fleet resolves to this checkout through this link (ansible.cfg's collections_path).
 $(COLLECTION_LINK):
