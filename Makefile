@@ -59,6 +59,8 @@ sanity: venv
 	@mkdir -p ~/.ansible/test/cache && cp tests/sanity/get_pip_standin.py ~/.ansible/test/cache/get_pip_24_2.py
 	@rm -rf $(SANITY_DIR) && mkdir -p $(SANITY_DIR)
 	@git ls-files -co --exclude-standard | grep -v '^build/' | tar -cf - -T - | tar -xf - -C $(SANITY_DIR)
+	@# Collections we import from (the connection plugin extends community.general's) sit beside it.
+	@ln -sfn $$($(BIN)/python -c 'import ansible_collections.community as c; print(c.__path__[0])') $(SANITY_DIR)/../../community
 	cd $(SANITY_DIR) && $(BIN)/ansible-test sanity --local --python 3.11 --color no
 
 unit: venv
