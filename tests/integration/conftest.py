@@ -37,6 +37,13 @@ class Result:
     def changed_hosts(self):
         return {host: counts["changed"] for host, counts in self.recap.items() if counts["changed"]}
 
+    def __str__(self):
+        """For assertion messages: every failed task with its message, then the end of the output."""
+        lines = self.out.splitlines()
+        failed = [" / ".join(lines[i:i + 3]) for i, line in enumerate(lines)
+                  if line.startswith(("fatal:", "failed:")) or "FAILED!" in line]
+        return "\n".join(failed[:20] + ["..."] + lines[-40:])
+
 
 def run_playbook(playbook, *args, inventory=INVENTORY, env=None):
     """ansible-playbook from the checkout; returns rc, the whole output and the parsed recap."""
@@ -106,7 +113,7 @@ def lab():
         if Path("/usr/bin/lxc").exists():
             remove_project()
         result = run_playbook("site.yml")
-        assert result.rc == 0, result.out[-6000:]
+        assert result.rc == 0, str(result)
         yield Lab(result)
     finally:
         if not os.environ.get("FLEET_TEST_KEEP"):

@@ -48,10 +48,10 @@ def test_default_secret_is_unhealthy_and_rotation_heals_it(lab):
     started = time.monotonic()
     result = lab.playbook("playbooks/rotate_jwt.yml", "-vvv")
     seconds = time.monotonic() - started
-    assert result.rc == 0, result.out[-4000:]
-    assert re.search(r"ft-dev1\s+default\s+rotated, backend-api healthy", result.out), result.out[-3000:]
-    assert re.search(r"ft-dev2\s+too_short\s+rotated, backend-api healthy", result.out), result.out[-3000:]
-    assert re.search(r"ft-infra\s+-\s+no /opt/fleet-app/.env", result.out), result.out[-3000:]
+    assert result.rc == 0, str(result)
+    assert re.search(r"ft-dev1\s+default\s+rotated, backend-api healthy", result.out), str(result)
+    assert re.search(r"ft-dev2\s+too_short\s+rotated, backend-api healthy", result.out), str(result)
+    assert re.search(r"ft-infra\s+-\s+no /opt/fleet-app/.env", result.out), str(result)
 
     for node in weak:
         assert health(lab, node) == "healthy"
@@ -68,6 +68,6 @@ def test_default_secret_is_unhealthy_and_rotation_heals_it(lab):
     print("fleet-wide rotation with recreate and health waits: %.1f s" % seconds)
 
     again = lab.playbook("playbooks/rotate_jwt.yml")
-    assert again.rc == 0, again.out[-3000:]
+    assert again.rc == 0, str(again)
     assert again.changed_hosts() == {}
     assert re.search(r"ft-dev1\s+ok\s+unchanged", again.out)
