@@ -68,14 +68,19 @@ def lxc_json(path, project=PROJECT):
     return json.loads(proc.stdout) if proc.returncode == 0 else None
 
 
+def _name(url):
+    """The last path element of an API URL such as /1.0/instances/ft-dev1?project=fleet-test."""
+    return url.split("?", 1)[0].rsplit("/", 1)[-1]
+
+
 def remove_project(project=PROJECT):
     """Delete everything the tests made in their project, then the project."""
     if lxc("project", "show", project, check=False).returncode != 0:
         return
-    for name in lxc_json("/1.0/instances", project) or []:
-        lxc("delete", "--force", "--project", project, name.rsplit("/", 1)[-1], check=False)
-    for name in lxc_json("/1.0/profiles", project) or []:
-        name = name.rsplit("/", 1)[-1]
+    for url in lxc_json("/1.0/instances", project) or []:
+        lxc("delete", "--force", "--project", project, _name(url), check=False)
+    for url in lxc_json("/1.0/profiles", project) or []:
+        name = _name(url)
         if name != "default":
             lxc("profile", "delete", "--project", project, name, check=False)
     lxc("project", "delete", project, check=False)
