@@ -5,9 +5,10 @@
 
 LXD 5.0.2 answers about one exec in fifty into a container whose Docker containers run
 healthchecks with "Failed to retrieve PID of executing child process" (canonical/lxd#8577,
-#12084), measured here. The command DID run; only its output and exit status are lost. So only
-what is safe to run twice is retried: a module fed through pipelining (Ansible modules converge
-to a state) and the home directory lookup. Anything else fails as before.
+#12084), measured here. The command DID run; only its output and exit status are lost. What
+Ansible sends is safe to run again (modules converge to a state; chmod, rm and the home lookup
+are idempotent) except the creation of its temporary directory, which is retried with mkdir -p.
+Do not use raw tasks with side effects through this connection: they would run twice.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ author: Adelie infra team (@adelie)
 description:
   - The C(community.general.lxd) connection, plus a retry when LXD answers an exec with
     C(Failed to retrieve PID of executing child process). The command ran but its output and status were lost,
-    so only pipelined module runs and the home directory lookup, which are safe to run twice, are retried.
+    so it is run again; the creation of the temporary directory is run again with C(mkdir -p).
+  - Ansible's modules are safe to run again; a C(raw) task with side effects is not, so do not use one through this connection.
 options:
   remote_addr:
     description: Instance name; the part before the first dot of an FQDN.
@@ -81,18 +83,16 @@ import time
 from ansible_collections.community.general.plugins.connection.lxd import Connection as LxdConnection
 
 TRANSIENT_EXEC_ERROR = "Failed to retrieve PID of executing child process"
-HOME_LOOKUP = re.compile(r"^(/bin/sh -c )?'?echo ~\S* && sleep 0'?$")
+TMP_MKDIR = re.compile(r'mkdir "(?=` echo [^`]*ansible-tmp-)')
 
 
 class Connection(LxdConnection):
-    """lxc exec, retried when LXD lost the status of a command that is safe to run twice."""
+    """lxc exec, run again when LXD lost the status of the command."""
 
     transport = "adelie.fleet.lxd"
 
     def exec_command(self, cmd, in_data=None, sudoable=True):
-        # Safe to run twice: a module on stdin (pipelining) or `echo ~user`.
-        rerunnable = in_data is not None or HOME_LOOKUP.match(cmd.strip()) is not None
-        attempts = self.get_option("exec_retries") + 1 if rerunnable else 1
+        attempts = self.get_option("exec_retries") + 1
         for attempt in range(1, attempts + 1):
             returncode, stdout, stderr = super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
             if TRANSIENT_EXEC_ERROR not in stderr or attempt == attempts:
@@ -100,4 +100,6 @@ class Connection(LxdConnection):
             self._display.vvv("LXD lost the command's status (%s), retry %d" % (TRANSIENT_EXEC_ERROR, attempt),
                               host=self._host())
             time.sleep(attempt)
+            # The lost attempt may have made the temporary directory already.
+            cmd = TMP_MKDIR.sub('mkdir -p "', cmd)
         return returncode, stdout, stderr
