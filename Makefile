@@ -73,8 +73,9 @@ integration: venv
 molecule: venv
 	$(BIN)/molecule test -s default
 
+# Looks at an existing fleet (read-only; FLEET_VERIFY_WRITE=1 also re-runs the node layer).
 verify: venv
-	$(BIN)/python -m pytest -q tests/integration/test_nodes.py --inventory $(INVENTORY)
+	FLEET_INVENTORY=$(INVENTORY) $(BIN)/python -m pytest -q tests/integration/test_nodes.py
 
 bench: venv
 	bench/converge.sh
