@@ -88,7 +88,7 @@ def may_write(request):
 
 def run(fleet, node, cmd, user=None, tries=4):
     """A read-only command in a node, asked again when LXD loses its result."""
-    for _ in range(tries):
+    for _attempt in range(tries):
         proc = fleet.exec(node, cmd, user=user)
         if not (proc.returncode == 255 and LXD_EXEC_FLAKE in proc.stderr):
             return proc
@@ -98,7 +98,7 @@ def run(fleet, node, cmd, user=None, tries=4):
 
 def playbook(fleet, *args, tries=3):
     """Run playbooks/nodes.yml; a run broken only by LXD's lost exec results is run again."""
-    for _ in range(tries):
+    for _attempt in range(tries):
         result = fleet.playbook("playbooks/nodes.yml", *args)
         failures = [line for line in result.out.splitlines() if line.startswith(("fatal:", "failed:"))]
         if result.rc == 0 or not failures or not all(LXD_EXEC_FLAKE in line for line in failures):
