@@ -2,6 +2,7 @@
 # backend-api's health: JWT_SECRET must be set, not a known default, and at least 32 bytes.
 # Writes /www/health and /www/metrics, then checks that httpd answers. Exit 1 = unhealthy.
 secret="${JWT_SECRET:-}"
+# shellcheck disable=SC2018,SC2019 # ASCII case folding is what the defaults list needs
 lower=$(printf '%s' "$secret" | tr 'A-Z' 'a-z' | sed 's/^[[:space:]]*//; s/[[:space:]]*$//')
 reason=""
 case "$lower" in
