@@ -83,7 +83,7 @@ def test_bad_input_fails_before_any_change(lab, tmp_path, case):
     result = lab.playbook("playbooks/fleet.yml", "-i", str(extra))
     assert result.rc != 0
     # The message names the node and the field (a duplicate names both nodes).
-    message = next(line for line in result.out.splitlines() if "invalid fleet inventory" in line)
+    message = next(line for line in result.out.splitlines() if line.startswith("fatal:"))
     assert "ft-bad" in message and field in message, str(result)
     # Nothing was created or changed.
     assert lxc_json("/1.0/instances/ft-bad") is None
