@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pytest
 import yaml
@@ -16,6 +17,16 @@ def extra_inventory(tmp_path, role, hosts):
     path = tmp_path / "extra.yml"
     path.write_text(yaml.safe_dump({"all": {"children": {"fleet": {"children": {role: {"hosts": hosts}}}}}}))
     return str(path)
+
+
+def eventually(read, wanted="1", timeout=30):
+    """LXD applies a CPU limit and a restored container boots asynchronously: read until wanted."""
+    deadline = time.monotonic() + timeout
+    value = read()
+    while value != wanted and time.monotonic() < deadline:
+        time.sleep(1)
+        value = read()
+    return value
 
 
 def init_pid(node):
@@ -44,13 +55,13 @@ def test_drift_made_by_hand_is_reverted_reported_and_snapshotted(lab):
     node = "ft-dev2"  # dev_ai: 2 CPUs
     snapshots_before = lxc_json("/1.0/instances/%s/snapshots" % node)
     lxc("config", "set", "--project", lab.project, node, "limits.cpu", "1")
-    assert lab.exec(node, "nproc").stdout.strip() == "1"
+    assert eventually(lambda: lab.exec(node, "nproc").stdout.strip()) == "1"
     result = lab.playbook("playbooks/fleet.yml")
     assert result.rc == 0, str(result)
     assert "%s drifted from the inventory, applied in place: limits.cpu is 1, the inventory says 2" % node in result.out
     assert result.changed_hosts().keys() == {node}
     assert lab.config(node)["config"]["limits.cpu"] == "2"
-    assert lab.exec(node, "nproc").stdout.strip() == "2"
+    assert eventually(lambda: lab.exec(node, "nproc").stdout.strip(), "2") == "2"
     snapshots = lxc_json("/1.0/instances/%s/snapshots" % node)
     assert len(snapshots) == len(snapshots_before) + 1
     assert snapshots[-1].rsplit("/", 1)[-1].startswith("fleet-")
@@ -96,7 +107,8 @@ def test_onboard_offboard_restore(lab, tmp_path, newcomer_key):
 
         restore = lab.playbook("playbooks/restore.yml", "-i", newcomer, "-e", "export=%s" % tarballs[0])
         assert restore.rc == 0, str(restore)
-        assert lab.exec(node, "cat notes.txt", user=login).stdout == "work-in-progress\n"
+        assert eventually(lambda: lab.exec(node, "cat notes.txt", user=login).stdout,
+                          "work-in-progress\n") == "work-in-progress\n"
         assert lab.config(node)["config"]["limits.memory"] == "1GiB"
         # Restore never overwrites a living container.
         again = lab.playbook("playbooks/restore.yml", "-i", newcomer, "-e", "export=%s" % tarballs[0])
