@@ -4,10 +4,11 @@
 set -eu
 log="$1"
 timeout="$2"
-mkdir -p "$(dirname "$log")" /var/lib/lxcfs
 if ! pgrep -x lxcfs >/dev/null; then
-    # A dead lxcfs leaves its FUSE mount behind ("Transport endpoint is not connected").
+    # A dead lxcfs leaves its FUSE mount behind ("Transport endpoint is not connected"),
+    # on which even mkdir fails: unmount it first.
     umount -l /var/lib/lxcfs 2>/dev/null || true
+    mkdir -p "$(dirname "$log")" /var/lib/lxcfs
     setsid lxcfs /var/lib/lxcfs </dev/null >>"$log.lxcfs" 2>&1 &
     # lxd must see lxcfs mounted when it starts, or containers get the host's /proc/meminfo.
     i=0
