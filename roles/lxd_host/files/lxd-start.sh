@@ -4,7 +4,9 @@
 set -eu
 log="$1"
 timeout="$2"
-if ! pgrep -x lxcfs >/dev/null; then
+# A process counts only when it is not a zombie waiting for PID 1 to reap it.
+running() { pgrep -x --runstates RSDI "$1" >/dev/null; }
+if ! running lxcfs; then
     # A dead lxcfs leaves its FUSE mount behind ("Transport endpoint is not connected"),
     # on which even mkdir fails: unmount it first.
     umount -l /var/lib/lxcfs 2>/dev/null || true
@@ -18,7 +20,7 @@ if ! pgrep -x lxcfs >/dev/null; then
     done
     echo "started: lxcfs"
 fi
-if ! pgrep -x lxd >/dev/null; then
+if ! running lxd; then
     setsid lxd --group lxd --logfile "$log" </dev/null >>"$log.stdout" 2>&1 &
     echo "started: lxd"
 fi
