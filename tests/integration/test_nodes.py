@@ -13,6 +13,7 @@ of playbooks/nodes.yml.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -27,9 +28,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-ROLES = ["infra", "deploy", "staging", "dev", "dev_ai", "qa"]
-# Roles whose nodes run the lab's fixture app (inventories/lab/group_vars/fleet.yml).
-FIXTURE_ROLES = {"dev", "dev_ai", "qa", "deploy", "staging"}
+TEST_INVENTORY = Path(__file__).resolve().parent / "inventory"
 PROJECT_LABEL = "com.docker.compose.project=fleet-app"
 # LXD 5.0.2 here fails about 1 `lxc exec` in 100 with this message although the command ran;
 # read-only commands are simply asked again.
@@ -43,11 +42,7 @@ class ExistingFleet:
     def __init__(self, inventory):
         self.inventory = str(REPO / inventory)
         self.project = self._var("fleet_project") or "default"
-        out = subprocess.run(
-            [str(BIN / "ansible"), "-i", self.inventory, "localhost", "-m", "adelie.fleet.fleet_model", "-a",
-             '{"roles": "{{ fleet_roles }}", "network": "{{ fleet_network }}", "pools": "{{ fleet_pools }}"}',
-             "-o"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-        self.nodes = json.loads(out.split("=>", 1)[1])["fleet"]["nodes"]
+        self.nodes = inventory_nodes(self.inventory)
 
     def _var(self, name):
         out = subprocess.run([str(BIN / "ansible-inventory"), "-i", self.inventory, "--host", "localhost"],
@@ -71,6 +66,43 @@ class ExistingFleet:
 
 def _existing_inventory(config):
     return config.getoption("--inventory", default=None) or os.environ.get("FLEET_INVENTORY")
+
+
+def _ansible(inventory, pattern, module, args):
+    """`ansible -o` on the controller only (fleet_model and debug never connect to a node)."""
+    out = subprocess.run([str(BIN / "ansible"), "-i", str(inventory), pattern, "-m", module, "-a", args, "-o"],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    return {line.split(" | ", 1)[0]: json.loads(line.split("=>", 1)[1]) for line in out.splitlines() if "=>" in line}
+
+
+@functools.lru_cache(maxsize=None)
+def inventory_nodes(inventory):
+    """The inventory's nodes as the fleet model sees them, each with `fixture`: whether the lab's
+    fixture app runs there. Read from the inventory alone, so the tests can be parametrised per node."""
+    model = _ansible(inventory, "localhost", "adelie.fleet.fleet_model",
+                     '{"roles": "{{ fleet_roles }}", "network": "{{ fleet_network }}", "pools": "{{ fleet_pools }}"}')
+    nodes = model["localhost"]["fleet"]["nodes"]
+    fixture = _ansible(inventory, "fleet", "ansible.builtin.debug",
+                       "msg={{ fixture_app_enabled | default(false) | bool and fleet_node_docker | bool }}")
+    for name, node in nodes.items():
+        node["fixture"] = fixture[name]["msg"] in (True, "True")
+    return nodes
+
+
+# Which nodes each kind of test runs on; a test is generated per node, so none is skipped.
+NODE_KINDS = {
+    "docker_node": lambda node: node["docker"],
+    "member_node": lambda node: bool(node["member"]),
+    "fixture_node": lambda node: node["fixture"],
+    "app_node": lambda node: bool(node["member"]) or node["fixture"],
+}
+
+
+def pytest_generate_tests(metafunc):
+    for kind, wanted in NODE_KINDS.items():
+        if kind in metafunc.fixturenames:
+            nodes = inventory_nodes(str(_existing_inventory(metafunc.config) or TEST_INVENTORY))
+            metafunc.parametrize(kind, sorted(name for name, node in nodes.items() if wanted(node)))
 
 
 @pytest.fixture(scope="session")
@@ -106,16 +138,6 @@ def playbook(fleet, *args, tries=3):
     return result
 
 
-def nodes_of(fleet, role, docker=None, member=None):
-    """Names of the fleet's nodes of a role, optionally only those with Docker / with a member."""
-    names = [name for name, node in sorted(fleet.nodes.items()) if node["role"] == role
-             and (docker is None or bool(node["docker"]) == docker)
-             and (member is None or bool(node["member"]) == member)]
-    if not names:
-        pytest.skip("no %snode of role %s in this fleet" % ("Docker " if docker else "member " if member else "", role))
-    return names
-
-
 def app_dir(node):
     return "/home/%s/app" % node["member"]["login"] if node["member"] else "/opt/fleet-app"
 
@@ -130,132 +152,111 @@ def fixture_containers(fleet, name):
     return run(fleet, name, "docker ps -q --filter label=%s" % PROJECT_LABEL).stdout.split()
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_docker_engine_runs(fleet, role):
-    for name in nodes_of(fleet, role, docker=True):
-        assert run(fleet, name, "systemctl is-active docker").stdout.strip() == "active", name
-        info = run(fleet, name, "docker info --format '{{.ServerVersion}} {{.LoggingDriver}}'")
-        assert info.returncode == 0, (name, info.stderr)
-        assert info.stdout.split()[1] == "json-file", (name, info.stdout)
-        daemon = json.loads(run(fleet, name, "cat /etc/docker/daemon.json").stdout)
-        assert daemon["log-opts"] == {"max-size": "10m", "max-file": "3"}, (name, daemon)
+def test_docker_engine_runs(fleet, docker_node):
+    name = docker_node
+    assert run(fleet, name, "systemctl is-active docker").stdout.strip() == "active"
+    info = run(fleet, name, "docker info --format '{{.ServerVersion}} {{.LoggingDriver}}'")
+    assert info.returncode == 0, info.stderr
+    assert info.stdout.split()[1] == "json-file", info.stdout
+    daemon = json.loads(run(fleet, name, "cat /etc/docker/daemon.json").stdout)
+    assert daemon["log-opts"] == {"max-size": "10m", "max-file": "3"}, daemon
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_compose_command_answers(fleet, role):
-    for name in nodes_of(fleet, role, docker=True):
-        proc = run(fleet, name, "docker-compose version --short 2>/dev/null || docker compose version --short")
-        assert proc.returncode == 0 and re.match(r"^v?\d+\.\d+", proc.stdout.strip()), (name, proc.stdout, proc.stderr)
+def test_compose_command_answers(fleet, docker_node):
+    proc = run(fleet, docker_node, "docker-compose version --short 2>/dev/null || docker compose version --short")
+    assert proc.returncode == 0 and re.match(r"^v?\d+\.\d+", proc.stdout.strip()), (proc.stdout, proc.stderr)
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_limited_container_runs_from_local_image(fleet, role):
-    names = [name for name in nodes_of(fleet, role, docker=True)
-             if run(fleet, name, "docker image inspect fleet/base:local >/dev/null 2>&1").returncode == 0]
-    if not names:
-        pytest.skip("no node of role %s has the locally built fleet/base:local" % role)
-    for name in names:
-        # --cpus needs a writable cgroup in the node (raw.lxc lxc.mount.auto=cgroup:mixed:force).
-        proc = run(fleet, name, "docker run --rm --cpus 0.5 -m 64m fleet/base:local true")
-        assert proc.returncode == 0, (name, proc.stderr)
+def test_limited_container_runs_from_local_image(fleet, fixture_node):
+    # fleet/base:local is built on the node by the fixture app; --cpus needs a writable cgroup in
+    # the node (raw.lxc lxc.mount.auto=cgroup:mixed:force).
+    # The limits as the kernel enforces them, cgroup v2 or v1 (this machine's host is v1).
+    limits = ("if [ -f /sys/fs/cgroup/cpu.max ]; then cat /sys/fs/cgroup/cpu.max /sys/fs/cgroup/memory.max; "
+              "else cd /sys/fs/cgroup && cat cpu/cpu.cfs_quota_us cpu/cpu.cfs_period_us memory/memory.limit_in_bytes; fi")
+    proc = run(fleet, fixture_node, "docker run --rm --cpus 0.5 -m 64m fleet/base:local sh -c '%s'" % limits)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["50000", "100000", str(64 * 1024 * 1024)], proc.stdout
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_containers_rotate_their_logs(fleet, role):
-    names = [name for name in nodes_of(fleet, role, docker=True) if fixture_containers(fleet, name)]
-    if not names:
-        pytest.skip("no node of role %s runs the app" % role)
-    for name in names:
-        for container in fixture_containers(fleet, name):
-            log = json.loads(run(fleet, name, "docker inspect --format '{{json .HostConfig.LogConfig}}' %s"
-                                 % container).stdout)
-            assert log == {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}, (name, log)
+def test_containers_rotate_their_logs(fleet, fixture_node):
+    containers = fixture_containers(fleet, fixture_node)
+    assert containers, "the fixture app runs no container"
+    for container in containers:
+        log = json.loads(run(fleet, fixture_node, "docker inspect --format '{{json .HostConfig.LogConfig}}' %s"
+                             % container).stdout)
+        assert log == {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}, (container, log)
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_member_account_and_docker_without_sudo(fleet, role):
-    for name in nodes_of(fleet, role, member=True):
-        login = fleet.nodes[name]["member"]["login"]
-        passwd = run(fleet, name, "getent passwd %s" % login).stdout.strip().split(":")
-        assert passwd[0] == login and passwd[6] == "/bin/bash", (name, passwd)
-        sudoers = "/etc/sudoers.d/%s" % login
-        if run(fleet, name, "test -e %s" % sudoers).returncode == 0:
-            assert run(fleet, name, "visudo -cf %s" % sudoers).returncode == 0, name
-            assert run(fleet, name, "stat -c %%a %s" % sudoers).stdout.strip() == "440", name
-        if fleet.nodes[name]["docker"]:
-            proc = run(fleet, name, "docker ps --format '{{.Names}}'", user=login)
-            assert proc.returncode == 0, (name, proc.stderr)
+def test_member_account_and_docker_without_sudo(fleet, member_node):
+    name = member_node
+    login = fleet.nodes[name]["member"]["login"]
+    passwd = run(fleet, name, "getent passwd %s" % login).stdout.strip().split(":")
+    assert passwd[0] == login and passwd[6] == "/bin/bash", passwd
+    sudoers = "/etc/sudoers.d/%s" % login
+    if run(fleet, name, "test -e %s" % sudoers).returncode == 0:
+        assert run(fleet, name, "visudo -cf %s" % sudoers).returncode == 0
+        assert run(fleet, name, "stat -c %%a %s" % sudoers).stdout.strip() == "440"
+    if fleet.nodes[name]["docker"]:
+        proc = run(fleet, name, "docker ps --format '{{.Names}}'", user=login)
+        assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_member_toolchains(fleet, role):
-    for name in nodes_of(fleet, role, member=True):
-        member = fleet.nodes[name]["member"]
-        node = run(fleet, name, "node --version && npm --version", user=member["login"])
-        assert node.returncode == 0 and node.stdout.startswith("v"), (name, node.stderr)
-        assert int(node.stdout[1:].split(".")[0]) >= 18, (name, node.stdout)
-        venv = run(fleet, name, "python3 -m venv /tmp/venv-check && /tmp/venv-check/bin/pip --version"
-                   " && rm -rf /tmp/venv-check", user=member["login"])
-        assert venv.returncode == 0, (name, venv.stderr)
-        tools = run(fleet, name, "git --version && curl --version && make --version && jq --version")
-        assert tools.returncode == 0, (name, tools.stderr)
-        email = run(fleet, name, "git config --global user.email", user=member["login"]).stdout.strip()
-        assert email == (member["email"] or ""), (name, email)
+def test_member_toolchains(fleet, member_node):
+    name = member_node
+    member = fleet.nodes[name]["member"]
+    node = run(fleet, name, "node --version && npm --version", user=member["login"])
+    assert node.returncode == 0 and node.stdout.startswith("v"), node.stderr
+    assert int(node.stdout[1:].split(".")[0]) >= 18, node.stdout
+    venv = run(fleet, name, "python3 -m venv /tmp/venv-check && /tmp/venv-check/bin/pip --version"
+               " && rm -rf /tmp/venv-check", user=member["login"])
+    assert venv.returncode == 0, venv.stderr
+    tools = run(fleet, name, "git --version && curl --version && make --version && jq --version")
+    assert tools.returncode == 0, tools.stderr
+    email = run(fleet, name, "git config --global user.email", user=member["login"]).stdout.strip()
+    assert email == (member["email"] or ""), email
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_app_checkout_and_env(fleet, role):
-    names = [name for name in nodes_of(fleet, role)
-             if run(fleet, name, "test -d %s/.git" % app_dir(fleet.nodes[name])).returncode == 0]
-    if not names:
-        pytest.skip("no node of role %s has the app checked out" % role)
-    for name in names:
-        node = fleet.nodes[name]
-        owner = node["member"]["login"] if node["member"] else "root"
-        app = app_dir(node)
-        assert run(fleet, name, "stat -c %%U %s" % app).stdout.strip() == owner, name
-        assert run(fleet, name, "stat -c '%%a %%U' %s/.env" % app).stdout.strip() == "600 %s" % owner, name
-        # The generated secret is not the template's default (the value itself is never printed).
-        weak = run(fleet, name, "grep -qxE 'JWT_SECRET=(changeme|secret|.{0,31})' %s/.env" % app)
-        assert weak.returncode == 1, "%s: JWT_SECRET in %s/.env is a default or short" % (name, app)
+def test_app_checkout_and_env(fleet, app_node):
+    name = app_node
+    node = fleet.nodes[name]
+    owner = node["member"]["login"] if node["member"] else "root"
+    app = app_dir(node)
+    assert run(fleet, name, "test -d %s/.git" % app).returncode == 0, "%s is not a checkout" % app
+    assert run(fleet, name, "stat -c %%U %s" % app).stdout.strip() == owner
+    assert run(fleet, name, "stat -c '%%a %%U' %s/.env" % app).stdout.strip() == "600 %s" % owner
+    # The generated secret is not the template's default (the value itself is never printed).
+    weak = run(fleet, name, "grep -qxE 'JWT_SECRET=(changeme|secret|.{0,31})' %s/.env" % app)
+    assert weak.returncode == 1, "JWT_SECRET in %s/.env is a default or short" % app
 
 
-@pytest.mark.parametrize("role", sorted(FIXTURE_ROLES))
-def test_fixture_app_serves_health_and_metrics(fleet, role):
-    names = [name for name in nodes_of(fleet, role, docker=True) if fixture_containers(fleet, name)]
-    if not names:
-        pytest.skip("the fixture app does not run on role %s here" % role)
-    for name in names:
-        status = ""
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            status = run(fleet, name, "docker inspect --format '{{.State.Health.Status}}' "
-                         "$(docker ps -q --filter label=%s "
-                         "--filter label=com.docker.compose.service=backend-api)" % PROJECT_LABEL).stdout.strip()
-            if status == "healthy":
-                break
-            time.sleep(3)
-        assert status == "healthy", (name, status)
-        health = http_get(fleet, name, "http://127.0.0.1:8000/health")
-        assert health.stdout.strip() == "ok", (name, health.stdout, health.stderr)
-        metrics = http_get(fleet, name, "http://127.0.0.1:8000/metrics").stdout
-        assert re.search(r"^app_requests_total\{[^}]*\} \d+$", metrics, re.M), (name, metrics)
-        assert re.search(r"^app_jwt_secret_ok 1$", metrics, re.M), (name, metrics)
-        assert "fleet-app" in http_get(fleet, name, "http://127.0.0.1:8080/").stdout, name
+def test_fixture_app_serves_health_and_metrics(fleet, fixture_node):
+    name = fixture_node
+    status = ""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        status = run(fleet, name, "docker inspect --format '{{.State.Health.Status}}' "
+                     "$(docker ps -q --filter label=%s "
+                     "--filter label=com.docker.compose.service=backend-api)" % PROJECT_LABEL).stdout.strip()
+        if status == "healthy":
+            break
+        time.sleep(3)
+    assert status == "healthy", status
+    health = http_get(fleet, name, "http://127.0.0.1:8000/health")
+    assert health.stdout.strip() == "ok", (health.stdout, health.stderr)
+    metrics = http_get(fleet, name, "http://127.0.0.1:8000/metrics").stdout
+    assert re.search(r"^app_requests_total\{[^}]*\} \d+$", metrics, re.M), metrics
+    assert re.search(r"^app_jwt_secret_ok 1$", metrics, re.M), metrics
+    assert "fleet-app" in http_get(fleet, name, "http://127.0.0.1:8080/").stdout
 
 
-def test_fixture_healthcheck_rule(fleet):
+def test_fixture_healthcheck_rule(fleet, fixture_node):
     """The backend image's HEALTHCHECK fails for a known default or a short secret, passes otherwise."""
-    names = [name for name, node in sorted(fleet.nodes.items()) if node["docker"]
-             and run(fleet, name, "docker image inspect fleet/backend-api:local >/dev/null 2>&1").returncode == 0]
-    if not names:
-        pytest.skip("no node has the fixture's backend image")
     check = ("docker run --rm -e JWT_SECRET=%s fleet/backend-api:local "
              "sh -c 'httpd -p 8000 -h /www && sleep 0.3 && sh /bin/healthcheck'")
     cases = {"changeme": "known default", "Secret": "known default", "x" * 31: "shorter than 32 bytes",
              "''": "not set", "a1" * 32: None}
     for value, reason in cases.items():
-        proc = run(fleet, names[0], check % value)
+        proc = run(fleet, fixture_node, check % value)
         if reason is None:
             assert proc.returncode == 0 and proc.stdout.strip() == "ok", (value, proc.stdout, proc.stderr)
         else:
