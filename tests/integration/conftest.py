@@ -7,6 +7,7 @@ FLEET_TEST_KEEP=1 keeps the fleet for debugging.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -22,6 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 INVENTORY = Path(__file__).resolve().parent / "inventory"
 PROJECT = "fleet-test"
 LXD_LOST_EXEC = "Failed to retrieve PID of executing child process"
+# Seconds before a test's `lxc exec` that never answers is given up and asked again.
+EXEC_TIMEOUT = 300
 BIN = Path(sys.executable).parent
 _RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
@@ -87,29 +90,51 @@ def remove_project(project=PROJECT):
     lxc("project", "delete", project, check=False)
 
 
-class Lab:
-    project = PROJECT
-    inventory = INVENTORY
+def _ansible(inventory, pattern, module, args):
+    """`ansible -o` that never connects to a node (fleet_model and debug run on the controller)."""
+    out = subprocess.run([str(BIN / "ansible"), "-i", str(inventory), pattern, "-m", module, "-a", args, "-o"],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    return {line.split(" | ", 1)[0]: json.loads(line.split("=>", 1)[1]) for line in out.splitlines() if "=>" in line}
 
-    def __init__(self, first_run):
-        self.first_run = first_run
-        model = subprocess.run(
-            [str(BIN / "ansible"), "-i", str(INVENTORY), "localhost", "-m", "adelie.fleet.fleet_model", "-a",
-             '{"roles": "{{ fleet_roles }}", "network": "{{ fleet_network }}", "pools": "{{ fleet_pools }}"}',
-             "-o"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-        self.model = json.loads(model.split("=>", 1)[1])["fleet"]
-        self.nodes = self.model["nodes"]
+
+@functools.lru_cache(maxsize=None)
+def inventory_nodes(inventory):
+    """The inventory's nodes as the fleet model sees them, each with `fixture`: whether the lab's
+    fixture app runs there. Read from the inventory alone (no LXD), so tests can be generated per node."""
+    model = _ansible(inventory, "localhost", "adelie.fleet.fleet_model",
+                     '{"roles": "{{ fleet_roles }}", "network": "{{ fleet_network }}", "pools": "{{ fleet_pools }}"}')
+    nodes = model["localhost"]["fleet"]["nodes"]
+    fixture = _ansible(inventory, "fleet", "ansible.builtin.debug",
+                       "msg={{ fixture_app_enabled | default(false) | bool and fleet_node_docker | bool }}")
+    for name, node in nodes.items():
+        node["fixture"] = fixture[name]["msg"] in (True, "True")
+    return nodes
+
+
+class Fleet:
+    """A fleet of an inventory, reached with `lxc` in its LXD project."""
+
+    def __init__(self, inventory=INVENTORY, project=PROJECT):
+        self.inventory = Path(inventory)
+        self.project = project
+        self.nodes = inventory_nodes(str(self.inventory))
 
     def playbook(self, playbook, *args, **kwargs):
+        kwargs.setdefault("inventory", self.inventory)
         return run_playbook(playbook, *args, **kwargs)
 
     def exec(self, node, cmd, user=None, check=False):
         """Run cmd in the node. LXD 5.0.2 sometimes loses an exec's output and status (the command
-        did run, see plugins/connection/lxd.py): the tests' commands are safe to run again."""
-        command = ["su", "-", user, "-c", cmd] if user else ["sh", "-c", cmd]
+        did run, see plugins/connection/lxd.py), and rarely never answers: the tests' commands are
+        safe to run again, so both are asked again."""
+        command = ["lxc", "exec", "--project", self.project, node, "--"]
+        command += ["su", "-", user, "-c", cmd] if user else ["sh", "-c", cmd]
         for attempt in range(4):
-            proc = subprocess.run(["lxc", "exec", "--project", self.project, node, "--", *command],
-                                  capture_output=True, text=True, check=False)
+            try:
+                proc = subprocess.run(command, capture_output=True, text=True, check=False, timeout=EXEC_TIMEOUT)
+            except subprocess.TimeoutExpired as exc:
+                proc = subprocess.CompletedProcess(command, 124, exc.stdout or "", "no answer in %d s" % EXEC_TIMEOUT)
+                continue
             if not (proc.returncode == 255 and LXD_LOST_EXEC in proc.stderr):
                 break
             time.sleep(1 + attempt)
@@ -118,7 +143,7 @@ class Lab:
         return proc
 
     def config(self, node):
-        return lxc_json("/1.0/instances/%s" % node)
+        return lxc_json("/1.0/instances/%s" % node, self.project)
 
 
 @pytest.fixture(scope="session")
@@ -129,7 +154,7 @@ def lab():
             remove_project()
         result = run_playbook("site.yml")
         assert result.rc == 0, str(result)
-        yield Lab(result)
+        yield Fleet()
     finally:
         if not os.environ.get("FLEET_TEST_KEEP"):
             remove_project()

@@ -13,80 +13,21 @@ of playbooks/nodes.yml.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from conftest import INVENTORY, LXD_LOST_EXEC, REPO, Fleet, _ansible, inventory_nodes
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-TEST_INVENTORY = Path(__file__).resolve().parent / "inventory"
 PROJECT_LABEL = "com.docker.compose.project=fleet-app"
-# LXD 5.0.2 here fails about 1 `lxc exec` in 100 with this message although the command ran;
-# read-only commands are simply asked again.
-LXD_EXEC_FLAKE = "Failed to retrieve PID of executing child process"
-_RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-
-
-class ExistingFleet:
-    """The `lab` interface over a fleet that already exists (the lab of `make up`, production)."""
-
-    def __init__(self, inventory):
-        self.inventory = str(REPO / inventory)
-        self.project = self._var("fleet_project") or "default"
-        self.nodes = inventory_nodes(self.inventory)
-
-    def _var(self, name):
-        out = subprocess.run([str(BIN / "ansible-inventory"), "-i", self.inventory, "--host", "localhost"],
-                             cwd=REPO, capture_output=True, text=True, check=True).stdout
-        return json.loads(out).get(name)
-
-    def exec(self, node, cmd, user=None, check=False):
-        command = ["su", "-", user, "-c", cmd] if user else ["sh", "-c", cmd]
-        return subprocess.run(["lxc", "exec", "--project", self.project, node, "--", *command],
-                              capture_output=True, text=True, check=check)
-
-    def playbook(self, playbook, *args):
-        proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", self.inventory, str(REPO / playbook), *args],
-                              cwd=REPO, capture_output=True, text=True, check=False,
-                              env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"})
-        out = proc.stdout + proc.stderr
-        recap = {m[0]: {"ok": int(m[1]), "changed": int(m[2]), "unreachable": int(m[3]), "failed": int(m[4])}
-                 for m in _RECAP.findall(out)}
-        return type("Result", (), {"rc": proc.returncode, "out": out, "recap": recap})()
 
 
 def _existing_inventory(config):
     return config.getoption("--inventory", default=None) or os.environ.get("FLEET_INVENTORY")
-
-
-def _ansible(inventory, pattern, module, args):
-    """`ansible -o` on the controller only (fleet_model and debug never connect to a node)."""
-    out = subprocess.run([str(BIN / "ansible"), "-i", str(inventory), pattern, "-m", module, "-a", args, "-o"],
-                         cwd=REPO, capture_output=True, text=True, check=True).stdout
-    return {line.split(" | ", 1)[0]: json.loads(line.split("=>", 1)[1]) for line in out.splitlines() if "=>" in line}
-
-
-@functools.lru_cache(maxsize=None)
-def inventory_nodes(inventory):
-    """The inventory's nodes as the fleet model sees them, each with `fixture`: whether the lab's
-    fixture app runs there. Read from the inventory alone, so the tests can be parametrised per node."""
-    model = _ansible(inventory, "localhost", "adelie.fleet.fleet_model",
-                     '{"roles": "{{ fleet_roles }}", "network": "{{ fleet_network }}", "pools": "{{ fleet_pools }}"}')
-    nodes = model["localhost"]["fleet"]["nodes"]
-    fixture = _ansible(inventory, "fleet", "ansible.builtin.debug",
-                       "msg={{ fixture_app_enabled | default(false) | bool and fleet_node_docker | bool }}")
-    for name, node in nodes.items():
-        node["fixture"] = fixture[name]["msg"] in (True, "True")
-    return nodes
 
 
 # Which nodes each kind of test runs on; a test is generated per node, so none is skipped.
@@ -101,7 +42,7 @@ NODE_KINDS = {
 def pytest_generate_tests(metafunc):
     for kind, wanted in NODE_KINDS.items():
         if kind in metafunc.fixturenames:
-            nodes = inventory_nodes(str(_existing_inventory(metafunc.config) or TEST_INVENTORY))
+            nodes = inventory_nodes(str(_existing_inventory(metafunc.config) or INVENTORY))
             metafunc.parametrize(kind, sorted(name for name, node in nodes.items() if wanted(node)))
 
 
@@ -109,7 +50,8 @@ def pytest_generate_tests(metafunc):
 def fleet(request):
     inventory = _existing_inventory(request.config)
     if inventory:
-        return ExistingFleet(inventory)
+        project = _ansible(REPO / inventory, "localhost", "ansible.builtin.debug", "var=fleet_project")
+        return Fleet(REPO / inventory, project["localhost"].get("fleet_project") or "default")
     return request.getfixturevalue("lab")
 
 
@@ -118,22 +60,12 @@ def may_write(request):
     return not _existing_inventory(request.config) or os.environ.get("FLEET_VERIFY_WRITE") == "1"
 
 
-def run(fleet, node, cmd, user=None, tries=4):
-    """A read-only command in a node, asked again when LXD loses its result."""
-    for _attempt in range(tries):
-        proc = fleet.exec(node, cmd, user=user)
-        if not (proc.returncode == 255 and LXD_EXEC_FLAKE in proc.stderr):
-            return proc
-        time.sleep(0.5)
-    return proc
-
-
 def playbook(fleet, *args, tries=3):
     """Run playbooks/nodes.yml; a run broken only by LXD's lost exec results is run again."""
     for _attempt in range(tries):
         result = fleet.playbook("playbooks/nodes.yml", *args)
         failures = [line for line in result.out.splitlines() if line.startswith(("fatal:", "failed:"))]
-        if result.rc == 0 or not failures or not all(LXD_EXEC_FLAKE in line for line in failures):
+        if result.rc == 0 or not failures or not all(LXD_LOST_EXEC in line for line in failures):
             return result
     return result
 
@@ -144,26 +76,26 @@ def app_dir(node):
 
 def http_get(fleet, name, url):
     """GET url from inside the node with its python3 (curl is only on members' nodes)."""
-    return run(fleet, name, "python3 -c 'import sys, urllib.request; "
+    return fleet.exec(name, "python3 -c 'import sys, urllib.request; "
                "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' %s" % url)
 
 
 def fixture_containers(fleet, name):
-    return run(fleet, name, "docker ps -q --filter label=%s" % PROJECT_LABEL).stdout.split()
+    return fleet.exec(name, "docker ps -q --filter label=%s" % PROJECT_LABEL).stdout.split()
 
 
 def test_docker_engine_runs(fleet, docker_node):
     name = docker_node
-    assert run(fleet, name, "systemctl is-active docker").stdout.strip() == "active"
-    info = run(fleet, name, "docker info --format '{{.ServerVersion}} {{.LoggingDriver}}'")
+    assert fleet.exec(name, "systemctl is-active docker").stdout.strip() == "active"
+    info = fleet.exec(name, "docker info --format '{{.ServerVersion}} {{.LoggingDriver}}'")
     assert info.returncode == 0, info.stderr
     assert info.stdout.split()[1] == "json-file", info.stdout
-    daemon = json.loads(run(fleet, name, "cat /etc/docker/daemon.json").stdout)
+    daemon = json.loads(fleet.exec(name, "cat /etc/docker/daemon.json").stdout)
     assert daemon["log-opts"] == {"max-size": "10m", "max-file": "3"}, daemon
 
 
 def test_compose_command_answers(fleet, docker_node):
-    proc = run(fleet, docker_node, "docker-compose version --short 2>/dev/null || docker compose version --short")
+    proc = fleet.exec(docker_node, "docker-compose version --short 2>/dev/null || docker compose version --short")
     assert proc.returncode == 0 and re.match(r"^v?\d+\.\d+", proc.stdout.strip()), (proc.stdout, proc.stderr)
 
 
@@ -173,7 +105,7 @@ def test_limited_container_runs_from_local_image(fleet, fixture_node):
     # The limits as the kernel enforces them, cgroup v2 or v1 (this machine's host is v1).
     limits = ("if [ -f /sys/fs/cgroup/cpu.max ]; then cat /sys/fs/cgroup/cpu.max /sys/fs/cgroup/memory.max; "
               "else cd /sys/fs/cgroup && cat cpu/cpu.cfs_quota_us cpu/cpu.cfs_period_us memory/memory.limit_in_bytes; fi")
-    proc = run(fleet, fixture_node, "docker run --rm --cpus 0.5 -m 64m fleet/base:local sh -c '%s'" % limits)
+    proc = fleet.exec(fixture_node, "docker run --rm --cpus 0.5 -m 64m fleet/base:local sh -c '%s'" % limits)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["50000", "100000", str(64 * 1024 * 1024)], proc.stdout
 
@@ -182,7 +114,7 @@ def test_containers_rotate_their_logs(fleet, fixture_node):
     containers = fixture_containers(fleet, fixture_node)
     assert containers, "the fixture app runs no container"
     for container in containers:
-        log = json.loads(run(fleet, fixture_node, "docker inspect --format '{{json .HostConfig.LogConfig}}' %s"
+        log = json.loads(fleet.exec(fixture_node, "docker inspect --format '{{json .HostConfig.LogConfig}}' %s"
                              % container).stdout)
         assert log == {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}, (container, log)
 
@@ -190,29 +122,29 @@ def test_containers_rotate_their_logs(fleet, fixture_node):
 def test_member_account_and_docker_without_sudo(fleet, member_node):
     name = member_node
     login = fleet.nodes[name]["member"]["login"]
-    passwd = run(fleet, name, "getent passwd %s" % login).stdout.strip().split(":")
+    passwd = fleet.exec(name, "getent passwd %s" % login).stdout.strip().split(":")
     assert passwd[0] == login and passwd[6] == "/bin/bash", passwd
     sudoers = "/etc/sudoers.d/%s" % login
-    if run(fleet, name, "test -e %s" % sudoers).returncode == 0:
-        assert run(fleet, name, "visudo -cf %s" % sudoers).returncode == 0
-        assert run(fleet, name, "stat -c %%a %s" % sudoers).stdout.strip() == "440"
+    if fleet.exec(name, "test -e %s" % sudoers).returncode == 0:
+        assert fleet.exec(name, "visudo -cf %s" % sudoers).returncode == 0
+        assert fleet.exec(name, "stat -c %%a %s" % sudoers).stdout.strip() == "440"
     if fleet.nodes[name]["docker"]:
-        proc = run(fleet, name, "docker ps --format '{{.Names}}'", user=login)
+        proc = fleet.exec(name, "docker ps --format '{{.Names}}'", user=login)
         assert proc.returncode == 0, proc.stderr
 
 
 def test_member_toolchains(fleet, member_node):
     name = member_node
     member = fleet.nodes[name]["member"]
-    node = run(fleet, name, "node --version && npm --version", user=member["login"])
+    node = fleet.exec(name, "node --version && npm --version", user=member["login"])
     assert node.returncode == 0 and node.stdout.startswith("v"), node.stderr
     assert int(node.stdout[1:].split(".")[0]) >= 18, node.stdout
-    venv = run(fleet, name, "python3 -m venv /tmp/venv-check && /tmp/venv-check/bin/pip --version"
+    venv = fleet.exec(name, "python3 -m venv /tmp/venv-check && /tmp/venv-check/bin/pip --version"
                " && rm -rf /tmp/venv-check", user=member["login"])
     assert venv.returncode == 0, venv.stderr
-    tools = run(fleet, name, "git --version && curl --version && make --version && jq --version")
+    tools = fleet.exec(name, "git --version && curl --version && make --version && jq --version")
     assert tools.returncode == 0, tools.stderr
-    email = run(fleet, name, "git config --global user.email", user=member["login"]).stdout.strip()
+    email = fleet.exec(name, "git config --global user.email", user=member["login"]).stdout.strip()
     assert email == (member["email"] or ""), email
 
 
@@ -221,11 +153,11 @@ def test_app_checkout_and_env(fleet, app_node):
     node = fleet.nodes[name]
     owner = node["member"]["login"] if node["member"] else "root"
     app = app_dir(node)
-    assert run(fleet, name, "test -d %s/.git" % app).returncode == 0, "%s is not a checkout" % app
-    assert run(fleet, name, "stat -c %%U %s" % app).stdout.strip() == owner
-    assert run(fleet, name, "stat -c '%%a %%U' %s/.env" % app).stdout.strip() == "600 %s" % owner
+    assert fleet.exec(name, "test -d %s/.git" % app).returncode == 0, "%s is not a checkout" % app
+    assert fleet.exec(name, "stat -c %%U %s" % app).stdout.strip() == owner
+    assert fleet.exec(name, "stat -c '%%a %%U' %s/.env" % app).stdout.strip() == "600 %s" % owner
     # The generated secret is not the template's default (the value itself is never printed).
-    weak = run(fleet, name, "grep -qxE 'JWT_SECRET=(changeme|secret|.{0,31})' %s/.env" % app)
+    weak = fleet.exec(name, "grep -qxE 'JWT_SECRET=(changeme|secret|.{0,31})' %s/.env" % app)
     assert weak.returncode == 1, "JWT_SECRET in %s/.env is a default or short" % app
 
 
@@ -234,7 +166,7 @@ def test_fixture_app_serves_health_and_metrics(fleet, fixture_node):
     status = ""
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        status = run(fleet, name, "docker inspect --format '{{.State.Health.Status}}' "
+        status = fleet.exec(name, "docker inspect --format '{{.State.Health.Status}}' "
                      "$(docker ps -q --filter label=%s "
                      "--filter label=com.docker.compose.service=backend-api)" % PROJECT_LABEL).stdout.strip()
         if status == "healthy":
@@ -256,7 +188,7 @@ def test_fixture_healthcheck_rule(fleet, fixture_node):
     cases = {"changeme": "known default", "Secret": "known default", "x" * 31: "shorter than 32 bytes",
              "''": "not set", "a1" * 32: None}
     for value, reason in cases.items():
-        proc = run(fleet, fixture_node, check % value)
+        proc = fleet.exec(fixture_node, check % value)
         if reason is None:
             assert proc.returncode == 0 and proc.stdout.strip() == "ok", (value, proc.stdout, proc.stderr)
         else:
@@ -265,33 +197,34 @@ def test_fixture_healthcheck_rule(fleet, fixture_node):
 
 def test_check_mode_changes_nothing(fleet):
     result = playbook(fleet, "--check", "--diff")
-    assert result.rc == 0, result.out[-4000:]
-    changed = {host: counts["changed"] for host, counts in result.recap.items() if counts["changed"]}
-    assert changed == {}, result.out[-6000:]
+    assert result.rc == 0, str(result)
+    assert result.changed_hosts() == {}, str(result)
 
 
 def test_rerun_changes_nothing_and_keeps_a_hand_edited_env(fleet, may_write):
     if not may_write:
         pytest.skip("existing fleet: set FLEET_VERIFY_WRITE=1 to re-run the node layer and edit .env files")
     members = [name for name, node in sorted(fleet.nodes.items()) if node["member"]
-               and run(fleet, name, "test -f %s/.env" % app_dir(node)).returncode == 0]
+               and fleet.exec(name, "test -f %s/.env" % app_dir(node)).returncode == 0]
+    assert members, "no member's node has an app checkout with a .env"
     marker = "# edited-by-hand-test-nodes-%d" % os.getpid()
     digests = {}
     for name in members:
         env = "%s/.env" % app_dir(fleet.nodes[name])
-        proc = fleet.exec(name, "echo '%s' >> %s" % (marker, env), user=fleet.nodes[name]["member"]["login"])
-        assert proc.returncode == 0 or LXD_EXEC_FLAKE in proc.stderr, (name, proc.stderr)
-        digests[name] = run(fleet, name, "sha256sum %s" % env).stdout.split()[0]
-        assert marker in run(fleet, name, "tail -n 1 %s" % env).stdout, name
+        # Appended once even if LXD loses the answer and the command is run again.
+        proc = fleet.exec(name, "grep -qxF '%s' %s || echo '%s' >> %s" % (marker, env, marker, env),
+                          user=fleet.nodes[name]["member"]["login"])
+        assert proc.returncode == 0, (name, proc.stderr)
+        digests[name] = fleet.exec(name, "sha256sum %s" % env).stdout.split()[0]
+        assert marker in fleet.exec(name, "tail -n 1 %s" % env).stdout, name
     try:
         result = playbook(fleet)
-        assert result.rc == 0, result.out[-4000:]
-        changed = {host: counts["changed"] for host, counts in result.recap.items() if counts["changed"]}
-        assert changed == {}, result.out[-6000:]
+        assert result.rc == 0, str(result)
+        assert result.changed_hosts() == {}, str(result)
         for name in members:
             env = "%s/.env" % app_dir(fleet.nodes[name])
-            assert run(fleet, name, "sha256sum %s" % env).stdout.split()[0] == digests[name], name
+            assert fleet.exec(name, "sha256sum %s" % env).stdout.split()[0] == digests[name], name
     finally:
         for name in members:  # as the member: sed -i keeps the file's owner and mode
-            run(fleet, name, "sed -i '/^%s$/d' %s/.env" % (marker, app_dir(fleet.nodes[name])),
+            fleet.exec(name, "sed -i '/^%s$/d' %s/.env" % (marker, app_dir(fleet.nodes[name])),
                 user=fleet.nodes[name]["member"]["login"])
