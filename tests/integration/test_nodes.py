@@ -77,7 +77,7 @@ def app_dir(node):
 def http_get(fleet, name, url):
     """GET url from inside the node with its python3 (curl is only on members' nodes)."""
     return fleet.exec(name, "python3 -c 'import sys, urllib.request; "
-               "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' %s" % url)
+                      "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' %s" % url)
 
 
 def fixture_containers(fleet, name):
@@ -115,7 +115,7 @@ def test_containers_rotate_their_logs(fleet, fixture_node):
     assert containers, "the fixture app runs no container"
     for container in containers:
         log = json.loads(fleet.exec(fixture_node, "docker inspect --format '{{json .HostConfig.LogConfig}}' %s"
-                             % container).stdout)
+                                    % container).stdout)
         assert log == {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}, (container, log)
 
 
@@ -140,7 +140,7 @@ def test_member_toolchains(fleet, member_node):
     assert node.returncode == 0 and node.stdout.startswith("v"), node.stderr
     assert int(node.stdout[1:].split(".")[0]) >= 18, node.stdout
     venv = fleet.exec(name, "python3 -m venv /tmp/venv-check && /tmp/venv-check/bin/pip --version"
-               " && rm -rf /tmp/venv-check", user=member["login"])
+                      " && rm -rf /tmp/venv-check", user=member["login"])
     assert venv.returncode == 0, venv.stderr
     tools = fleet.exec(name, "git --version && curl --version && make --version && jq --version")
     assert tools.returncode == 0, tools.stderr
@@ -167,8 +167,8 @@ def test_fixture_app_serves_health_and_metrics(fleet, fixture_node):
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         status = fleet.exec(name, "docker inspect --format '{{.State.Health.Status}}' "
-                     "$(docker ps -q --filter label=%s "
-                     "--filter label=com.docker.compose.service=backend-api)" % PROJECT_LABEL).stdout.strip()
+                            "$(docker ps -q --filter label=%s "
+                            "--filter label=com.docker.compose.service=backend-api)" % PROJECT_LABEL).stdout.strip()
         if status == "healthy":
             break
         time.sleep(3)
@@ -227,4 +227,4 @@ def test_rerun_changes_nothing_and_keeps_a_hand_edited_env(fleet, may_write):
     finally:
         for name in members:  # as the member: sed -i keeps the file's owner and mode
             fleet.exec(name, "sed -i '/^%s$/d' %s/.env" % (marker, app_dir(fleet.nodes[name])),
-                user=fleet.nodes[name]["member"]["login"])
+                       user=fleet.nodes[name]["member"]["login"])
