@@ -132,8 +132,8 @@ class Fleet:
         for attempt in range(4):
             try:
                 proc = subprocess.run(command, capture_output=True, text=True, check=False, timeout=EXEC_TIMEOUT)
-            except subprocess.TimeoutExpired as exc:
-                proc = subprocess.CompletedProcess(command, 124, exc.stdout or "", "no answer in %d s" % EXEC_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc = subprocess.CompletedProcess(command, 124, "", "no answer in %d s" % EXEC_TIMEOUT)
                 continue
             if not (proc.returncode == 255 and LXD_LOST_EXEC in proc.stderr):
                 break
