@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import testinfra.host
+from testinfra.backend.lxc import LxcBackend
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORY = Path(__file__).resolve().parent / "inventory"
@@ -111,6 +113,26 @@ def inventory_nodes(inventory):
     return nodes
 
 
+class LxdProjectBackend(LxcBackend):
+    """testinfra's lxc backend in an LXD project (it has no --project), asking LXD again when it
+    loses an exec's status (see Fleet.exec)."""
+
+    def __init__(self, name, project, **kwargs):
+        super().__init__(name, **kwargs)
+        self.project = project
+
+    def run(self, command, *args, **kwargs):
+        cmd = self.get_command(command, *args)
+        for attempt in range(4):
+            out = self.run_local("lxc exec --project %s %s --mode=non-interactive -- /bin/sh -c %s",
+                                 self.project, self.name, cmd)
+            if not (out.rc == 255 and LXD_LOST_EXEC in out.stderr):
+                break
+            time.sleep(1 + attempt)
+        out.command = self.encode(cmd)
+        return out
+
+
 class Fleet:
     """A fleet of an inventory, reached with `lxc` in its LXD project."""
 
@@ -144,6 +166,10 @@ class Fleet:
 
     def config(self, node):
         return lxc_json("/1.0/instances/%s" % node, self.project)
+
+    def host(self, node):
+        """The node as a testinfra host."""
+        return testinfra.host.Host(LxdProjectBackend(node, self.project))
 
 
 @pytest.fixture(scope="session")

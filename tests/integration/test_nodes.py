@@ -1,5 +1,6 @@
 """The node layer from the inside: Docker, the member's account and toolchains, the app checkout.
 
+testinfra hosts reached with `lxc exec` in the fleet's LXD project (conftest.LxdProjectBackend).
 By default these tests use the session fleet of the integration conftest (`lab`: LXD project
 fleet-test, converged with site.yml). Pointed at an existing fleet they only look, never converge
 or delete anything, and run the node layer in check mode instead of for real:
@@ -30,7 +31,8 @@ def _existing_inventory(config):
     return config.getoption("--inventory", default=None) or os.environ.get("FLEET_INVENTORY")
 
 
-# Which nodes each kind of test runs on; a test is generated per node, so none is skipped.
+# Which nodes each kind of test runs on; a test is generated per node (its id: role:node), so
+# none is skipped for a role the fleet lacks.
 NODE_KINDS = {
     "docker_node": lambda node: node["docker"],
     "member_node": lambda node: bool(node["member"]),
@@ -43,7 +45,8 @@ def pytest_generate_tests(metafunc):
     for kind, wanted in NODE_KINDS.items():
         if kind in metafunc.fixturenames:
             nodes = inventory_nodes(str(_existing_inventory(metafunc.config) or INVENTORY))
-            metafunc.parametrize(kind, sorted(name for name, node in nodes.items() if wanted(node)))
+            names = sorted(name for name, node in nodes.items() if wanted(node))
+            metafunc.parametrize(kind, names, ids=["%s:%s" % (nodes[name]["role"], name) for name in names])
 
 
 @pytest.fixture(scope="session")
@@ -74,125 +77,130 @@ def app_dir(node):
     return "/home/%s/app" % node["member"]["login"] if node["member"] else "/opt/fleet-app"
 
 
-def http_get(fleet, name, url):
+def as_member(host, login, cmd):
+    """Run cmd in a login shell of the member (their groups, HOME and PATH)."""
+    return host.run("su - %s -c %s", login, cmd)
+
+
+def http_get(host, url):
     """GET url from inside the node with its python3 (curl is only on members' nodes)."""
-    return fleet.exec(name, "python3 -c 'import sys, urllib.request; "
-                      "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' %s" % url)
+    return host.run("python3 -c %s %s", "import sys, urllib.request; "
+                    "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())", url)
 
 
-def fixture_containers(fleet, name):
-    return fleet.exec(name, "docker ps -q --filter label=%s" % PROJECT_LABEL).stdout.split()
+def fixture_containers(host):
+    return host.run("docker ps -q --filter label=%s", PROJECT_LABEL).stdout.split()
 
 
 def test_docker_engine_runs(fleet, docker_node):
-    name = docker_node
-    assert fleet.exec(name, "systemctl is-active docker").stdout.strip() == "active"
-    info = fleet.exec(name, "docker info --format '{{.ServerVersion}} {{.LoggingDriver}}'")
-    assert info.returncode == 0, info.stderr
-    assert info.stdout.split()[1] == "json-file", info.stdout
-    daemon = json.loads(fleet.exec(name, "cat /etc/docker/daemon.json").stdout)
+    host = fleet.host(docker_node)
+    docker = host.service("docker")
+    assert docker.is_running and docker.is_enabled
+    assert host.check_output("docker info --format '{{.LoggingDriver}}'") == "json-file"
+    daemon = json.loads(host.file("/etc/docker/daemon.json").content_string)
     assert daemon["log-opts"] == {"max-size": "10m", "max-file": "3"}, daemon
 
 
 def test_compose_command_answers(fleet, docker_node):
-    proc = fleet.exec(docker_node, "docker-compose version --short 2>/dev/null || docker compose version --short")
-    assert proc.returncode == 0 and re.match(r"^v?\d+\.\d+", proc.stdout.strip()), (proc.stdout, proc.stderr)
+    proc = fleet.host(docker_node).run("docker-compose version --short 2>/dev/null || docker compose version --short")
+    assert proc.rc == 0 and re.match(r"^v?\d+\.\d+", proc.stdout.strip()), (proc.stdout, proc.stderr)
 
 
 def test_limited_container_runs_from_local_image(fleet, fixture_node):
     # fleet/base:local is built on the node by the fixture app; --cpus needs a writable cgroup in
-    # the node (raw.lxc lxc.mount.auto=cgroup:mixed:force).
-    # The limits as the kernel enforces them, cgroup v2 or v1 (this machine's host is v1).
+    # the node (raw.lxc lxc.mount.auto=cgroup:mixed:force). The limits are read as the kernel
+    # enforces them, cgroup v2 or v1 (this machine's host is v1).
     limits = ("if [ -f /sys/fs/cgroup/cpu.max ]; then cat /sys/fs/cgroup/cpu.max /sys/fs/cgroup/memory.max; "
               "else cd /sys/fs/cgroup && cat cpu/cpu.cfs_quota_us cpu/cpu.cfs_period_us memory/memory.limit_in_bytes; fi")
-    proc = fleet.exec(fixture_node, "docker run --rm --cpus 0.5 -m 64m fleet/base:local sh -c '%s'" % limits)
-    assert proc.returncode == 0, proc.stderr
+    proc = fleet.host(fixture_node).run("docker run --rm --cpus 0.5 -m 64m fleet/base:local sh -c %s", limits)
+    assert proc.rc == 0, proc.stderr
     assert proc.stdout.split() == ["50000", "100000", str(64 * 1024 * 1024)], proc.stdout
 
 
 def test_containers_rotate_their_logs(fleet, fixture_node):
-    containers = fixture_containers(fleet, fixture_node)
+    host = fleet.host(fixture_node)
+    containers = fixture_containers(host)
     assert containers, "the fixture app runs no container"
     for container in containers:
-        log = json.loads(fleet.exec(fixture_node, "docker inspect --format '{{json .HostConfig.LogConfig}}' %s"
-                                    % container).stdout)
+        log = json.loads(host.check_output("docker inspect --format '{{json .HostConfig.LogConfig}}' %s", container))
         assert log == {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}, (container, log)
 
 
 def test_member_account_and_docker_without_sudo(fleet, member_node):
-    name = member_node
-    login = fleet.nodes[name]["member"]["login"]
-    passwd = fleet.exec(name, "getent passwd %s" % login).stdout.strip().split(":")
-    assert passwd[0] == login and passwd[6] == "/bin/bash", passwd
-    sudoers = "/etc/sudoers.d/%s" % login
-    if fleet.exec(name, "test -e %s" % sudoers).returncode == 0:
-        assert fleet.exec(name, "visudo -cf %s" % sudoers).returncode == 0
-        assert fleet.exec(name, "stat -c %%a %s" % sudoers).stdout.strip() == "440"
-    if fleet.nodes[name]["docker"]:
-        proc = fleet.exec(name, "docker ps --format '{{.Names}}'", user=login)
-        assert proc.returncode == 0, proc.stderr
+    host = fleet.host(member_node)
+    login = fleet.nodes[member_node]["member"]["login"]
+    user = host.user(login)
+    assert user.exists and user.shell == "/bin/bash"
+    sudoers = host.file("/etc/sudoers.d/%s" % login)
+    if sudoers.exists:
+        assert sudoers.mode == 0o440 and host.run("visudo -cf %s", sudoers.path).rc == 0
+    if fleet.nodes[member_node]["docker"]:
+        assert "docker" in user.groups
+        proc = as_member(host, login, "docker ps --format '{{.Names}}'")
+        assert proc.rc == 0, proc.stderr
 
 
 def test_member_toolchains(fleet, member_node):
-    name = member_node
-    member = fleet.nodes[name]["member"]
-    node = fleet.exec(name, "node --version && npm --version", user=member["login"])
-    assert node.returncode == 0 and node.stdout.startswith("v"), node.stderr
+    host = fleet.host(member_node)
+    member = fleet.nodes[member_node]["member"]
+    node = as_member(host, member["login"], "node --version && npm --version")
+    assert node.rc == 0 and node.stdout.startswith("v"), node.stderr
     assert int(node.stdout[1:].split(".")[0]) >= 18, node.stdout
-    venv = fleet.exec(name, "python3 -m venv /tmp/venv-check && /tmp/venv-check/bin/pip --version"
-                      " && rm -rf /tmp/venv-check", user=member["login"])
-    assert venv.returncode == 0, venv.stderr
-    tools = fleet.exec(name, "git --version && curl --version && make --version && jq --version")
-    assert tools.returncode == 0, tools.stderr
-    email = fleet.exec(name, "git config --global user.email", user=member["login"]).stdout.strip()
+    venv = as_member(host, member["login"], "python3 -m venv /tmp/venv-check && /tmp/venv-check/bin/pip --version"
+                     " && rm -rf /tmp/venv-check")
+    assert venv.rc == 0, venv.stderr
+    for package in ("git", "curl", "make", "jq"):
+        assert host.package(package).is_installed, package
+    email = as_member(host, member["login"], "git config --global user.email").stdout.strip()
     assert email == (member["email"] or ""), email
 
 
 def test_app_checkout_and_env(fleet, app_node):
-    name = app_node
-    node = fleet.nodes[name]
+    host = fleet.host(app_node)
+    node = fleet.nodes[app_node]
     owner = node["member"]["login"] if node["member"] else "root"
     app = app_dir(node)
-    assert fleet.exec(name, "test -d %s/.git" % app).returncode == 0, "%s is not a checkout" % app
-    assert fleet.exec(name, "stat -c %%U %s" % app).stdout.strip() == owner
-    assert fleet.exec(name, "stat -c '%%a %%U' %s/.env" % app).stdout.strip() == "600 %s" % owner
+    assert host.file("%s/.git" % app).is_directory, "%s is not a checkout" % app
+    assert host.file(app).user == owner
+    env = host.file("%s/.env" % app)
+    assert (env.mode, env.user) == (0o600, owner)
     # The generated secret is not the template's default (the value itself is never printed).
-    weak = fleet.exec(name, "grep -qxE 'JWT_SECRET=(changeme|secret|.{0,31})' %s/.env" % app)
-    assert weak.returncode == 1, "JWT_SECRET in %s/.env is a default or short" % app
+    weak = host.run("grep -qxE 'JWT_SECRET=(changeme|secret|.{0,31})' %s", env.path)
+    assert weak.rc == 1, "JWT_SECRET in %s is a default or short" % env.path
 
 
 def test_fixture_app_serves_health_and_metrics(fleet, fixture_node):
-    name = fixture_node
+    host = fleet.host(fixture_node)
     status = ""
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        status = fleet.exec(name, "docker inspect --format '{{.State.Health.Status}}' "
-                            "$(docker ps -q --filter label=%s "
-                            "--filter label=com.docker.compose.service=backend-api)" % PROJECT_LABEL).stdout.strip()
+        status = host.run("docker inspect --format '{{.State.Health.Status}}' "
+                          "$(docker ps -q --filter label=%s --filter label=com.docker.compose.service=backend-api)",
+                          PROJECT_LABEL).stdout.strip()
         if status == "healthy":
             break
         time.sleep(3)
     assert status == "healthy", status
-    health = http_get(fleet, name, "http://127.0.0.1:8000/health")
+    health = http_get(host, "http://127.0.0.1:8000/health")
     assert health.stdout.strip() == "ok", (health.stdout, health.stderr)
-    metrics = http_get(fleet, name, "http://127.0.0.1:8000/metrics").stdout
+    metrics = http_get(host, "http://127.0.0.1:8000/metrics").stdout
     assert re.search(r"^app_requests_total\{[^}]*\} \d+$", metrics, re.M), metrics
     assert re.search(r"^app_jwt_secret_ok 1$", metrics, re.M), metrics
-    assert "fleet-app" in http_get(fleet, name, "http://127.0.0.1:8080/").stdout
+    assert "fleet-app" in http_get(host, "http://127.0.0.1:8080/").stdout
 
 
 def test_fixture_healthcheck_rule(fleet, fixture_node):
     """The backend image's HEALTHCHECK fails for a known default or a short secret, passes otherwise."""
-    check = ("docker run --rm -e JWT_SECRET=%s fleet/backend-api:local "
-             "sh -c 'httpd -p 8000 -h /www && sleep 0.3 && sh /bin/healthcheck'")
+    host = fleet.host(fixture_node)
+    check = "httpd -p 8000 -h /www && sleep 0.3 && sh /bin/healthcheck"
     cases = {"changeme": "known default", "Secret": "known default", "x" * 31: "shorter than 32 bytes",
-             "''": "not set", "a1" * 32: None}
+             "": "not set", "a1" * 32: None}
     for value, reason in cases.items():
-        proc = fleet.exec(fixture_node, check % value)
+        proc = host.run("docker run --rm -e JWT_SECRET=%s fleet/backend-api:local sh -c %s", value, check)
         if reason is None:
-            assert proc.returncode == 0 and proc.stdout.strip() == "ok", (value, proc.stdout, proc.stderr)
+            assert proc.rc == 0 and proc.stdout.strip() == "ok", (value, proc.stdout, proc.stderr)
         else:
-            assert proc.returncode == 1 and reason in proc.stdout, (value, proc.stdout, proc.stderr)
+            assert proc.rc == 1 and reason in proc.stdout, (value, proc.stdout, proc.stderr)
 
 
 def test_check_mode_changes_nothing(fleet):
@@ -204,27 +212,25 @@ def test_check_mode_changes_nothing(fleet):
 def test_rerun_changes_nothing_and_keeps_a_hand_edited_env(fleet, may_write):
     if not may_write:
         pytest.skip("existing fleet: set FLEET_VERIFY_WRITE=1 to re-run the node layer and edit .env files")
-    members = [name for name, node in sorted(fleet.nodes.items()) if node["member"]
-               and fleet.exec(name, "test -f %s/.env" % app_dir(node)).returncode == 0]
-    assert members, "no member's node has an app checkout with a .env"
+    hosts = {name: fleet.host(name) for name, node in sorted(fleet.nodes.items()) if node["member"]}
+    envs = {name: hosts[name].file("%s/.env" % app_dir(fleet.nodes[name])) for name in hosts}
+    envs = {name: env for name, env in envs.items() if env.exists}
+    assert envs, "no member's node has an app checkout with a .env"
     marker = "# edited-by-hand-test-nodes-%d" % os.getpid()
     digests = {}
-    for name in members:
-        env = "%s/.env" % app_dir(fleet.nodes[name])
-        # Appended once even if LXD loses the answer and the command is run again.
-        proc = fleet.exec(name, "grep -qxF '%s' %s || echo '%s' >> %s" % (marker, env, marker, env),
-                          user=fleet.nodes[name]["member"]["login"])
-        assert proc.returncode == 0, (name, proc.stderr)
-        digests[name] = fleet.exec(name, "sha256sum %s" % env).stdout.split()[0]
-        assert marker in fleet.exec(name, "tail -n 1 %s" % env).stdout, name
+    for name, env in envs.items():
+        # As the member (the file keeps its owner and mode), and once even if LXD loses the answer
+        # and the command is run again.
+        proc = as_member(hosts[name], fleet.nodes[name]["member"]["login"],
+                         "grep -qxF '%s' %s || echo '%s' >> %s" % (marker, env.path, marker, env.path))
+        assert proc.rc == 0, (name, proc.stderr)
+        assert env.content_string.splitlines()[-1] == marker, name
+        digests[name] = env.sha256sum
     try:
         result = playbook(fleet)
         assert result.rc == 0, str(result)
         assert result.changed_hosts() == {}, str(result)
-        for name in members:
-            env = "%s/.env" % app_dir(fleet.nodes[name])
-            assert fleet.exec(name, "sha256sum %s" % env).stdout.split()[0] == digests[name], name
+        assert {name: env.sha256sum for name, env in envs.items()} == digests
     finally:
-        for name in members:  # as the member: sed -i keeps the file's owner and mode
-            fleet.exec(name, "sed -i '/^%s$/d' %s/.env" % (marker, app_dir(fleet.nodes[name])),
-                       user=fleet.nodes[name]["member"]["login"])
+        for name, env in envs.items():
+            as_member(hosts[name], fleet.nodes[name]["member"]["login"], "sed -i '/^%s$/d' %s" % (marker, env.path))
