@@ -6,11 +6,12 @@ log="$1"
 timeout="$2"
 # A process counts only when it is not a zombie waiting for PID 1 to reap it.
 running() { pgrep -x --runstates RSDI "$1" >/dev/null; }
+mkdir -p "$(dirname "$log")"
 if ! running lxcfs; then
     # A dead lxcfs leaves its FUSE mount behind ("Transport endpoint is not connected"),
     # on which even mkdir fails: unmount it first.
     umount -l /var/lib/lxcfs 2>/dev/null || true
-    mkdir -p "$(dirname "$log")" /var/lib/lxcfs
+    mkdir -p /var/lib/lxcfs
     setsid lxcfs /var/lib/lxcfs </dev/null >>"$log.lxcfs" 2>&1 &
     # lxd must see lxcfs mounted when it starts, or containers get the host's /proc/meminfo.
     i=0
