@@ -4,8 +4,9 @@
 set -eu
 log="$1"
 timeout="$2"
-# A process counts only when it is not a zombie waiting for PID 1 to reap it.
-running() { pgrep -x --runstates RSDI "$1" >/dev/null; }
+# Whether the daemon runs: matched on its command line, because LXD's per-container
+# "[lxc monitor]" processes are also named lxd, and not as a zombie waiting for PID 1.
+running() { pgrep -f --runstates RSDI "^([^ ]*/)?$1( |\$)" >/dev/null; }
 mkdir -p "$(dirname "$log")"
 if ! running lxcfs; then
     # A dead lxcfs leaves its FUSE mount behind ("Transport endpoint is not connected"),
