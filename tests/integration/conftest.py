@@ -64,6 +64,16 @@ def run_playbook(playbook, *args, inventory=INVENTORY, env=None):
     return Result(proc.returncode, out, time.monotonic() - started, recap)
 
 
+def eventually(read, wanted, timeout=30, interval=1):
+    """Call read until it returns wanted or timeout seconds pass; returns the last value read."""
+    deadline = time.monotonic() + timeout
+    value = read()
+    while value != wanted and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = read()
+    return value
+
+
 def lxc(*args, check=True):
     return subprocess.run(["lxc", *args], capture_output=True, text=True, check=check)
 

@@ -6,6 +6,7 @@ import re
 import time
 
 import pytest
+from conftest import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -20,10 +21,7 @@ def health(lab, node):
 
 
 def wait_for(lab, node, status, timeout=60):
-    deadline = time.monotonic() + timeout
-    while health(lab, node) != status and time.monotonic() < deadline:
-        time.sleep(2)
-    return health(lab, node)
+    return eventually(lambda: health(lab, node), status, timeout=timeout, interval=2)
 
 
 def env_lines(lab, node):

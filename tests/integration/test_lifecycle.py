@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pytest
 import yaml
-from conftest import lxc, lxc_json
+from conftest import eventually, lxc, lxc_json
 
 pytestmark = pytest.mark.integration
 
@@ -17,16 +16,6 @@ def extra_inventory(tmp_path, role, hosts):
     path = tmp_path / "extra.yml"
     path.write_text(yaml.safe_dump({"all": {"children": {"fleet": {"children": {role: {"hosts": hosts}}}}}}))
     return str(path)
-
-
-def eventually(read, wanted, timeout=30):
-    """A restored container boots asynchronously: read until wanted."""
-    deadline = time.monotonic() + timeout
-    value = read()
-    while value != wanted and time.monotonic() < deadline:
-        time.sleep(1)
-        value = read()
-    return value
 
 
 def init_pid(node):

@@ -17,18 +17,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 
 import pytest
-from conftest import INVENTORY, LXD_LOST_EXEC, REPO, Fleet, _ansible, inventory_nodes
+from conftest import INVENTORY, LXD_LOST_EXEC, REPO, Fleet, _ansible, eventually, inventory_nodes
 
 pytestmark = pytest.mark.integration
 
 PROJECT_LABEL = "com.docker.compose.project=fleet-app"
 
 
-def _existing_inventory(config):
-    return config.getoption("--inventory", default=None) or os.environ.get("FLEET_INVENTORY")
+def _existing_inventory(_config):
+    return os.environ.get("FLEET_INVENTORY")
 
 
 # Which nodes each kind of test runs on; a test is generated per node (its id: role:node), so
@@ -171,15 +170,13 @@ def test_app_checkout_and_env(fleet, app_node):
 
 def test_fixture_app_serves_health_and_metrics(fleet, fixture_node):
     host = fleet.host(fixture_node)
-    status = ""
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        status = host.run("docker inspect --format '{{.State.Health.Status}}' "
-                          "$(docker ps -q --filter label=%s --filter label=com.docker.compose.service=backend-api)",
-                          PROJECT_LABEL).stdout.strip()
-        if status == "healthy":
-            break
-        time.sleep(3)
+
+    def backend_health():
+        return host.run("docker inspect --format '{{.State.Health.Status}}' "
+                        "$(docker ps -q --filter label=%s --filter label=com.docker.compose.service=backend-api)",
+                        PROJECT_LABEL).stdout.strip()
+
+    status = eventually(backend_health, "healthy", timeout=90)
     assert status == "healthy", status
     health = http_get(host, "http://127.0.0.1:8000/health")
     assert health.stdout.strip() == "ok", (health.stdout, health.stderr)
