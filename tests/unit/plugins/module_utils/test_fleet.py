@@ -12,7 +12,9 @@ ROLES = {
     "dev": {"cpu": 4, "memory": "8GiB", "disk": "150GiB", "pool": "nvme", "docker": True, "member_required": True},
 }
 NETWORK = {"name": "fleetbr0", "ipv4": "10.10.10.1/24"}
-POOLS = [{"name": "nvme", "driver": "btrfs", "size": "1TiB"}, {"name": "hdd", "driver": "btrfs", "source": "/dev/sdb"}]
+# Every pool has a size now (the disk capacity check needs it), a pool on a device too.
+POOLS = [{"name": "nvme", "driver": "btrfs", "size": "1TiB"},
+         {"name": "hdd", "driver": "btrfs", "source": "/dev/sdb", "size": "4TiB"}]
 
 
 def dev(address, login, **extra):
@@ -29,19 +31,26 @@ def fleet(**nodes):
 
 def problems(nodes, **kwargs):
     with pytest.raises(FleetError) as error:
-        build_model(nodes, kwargs.get("roles", ROLES), kwargs.get("network", NETWORK), kwargs.get("pools", POOLS),
-                    live_pools=kwargs.get("live_pools"))
+        build_model(nodes, kwargs.pop("roles", ROLES), kwargs.pop("network", NETWORK), kwargs.pop("pools", POOLS),
+                    **kwargs)
     return error.value.problems
 
 
+# Exactly LXD 5.0's units.ParseByteSizeString: digits, then a case-sensitive unit (or none, or " bytes").
 @pytest.mark.parametrize("text, size", [
-    ("8GiB", 8 * 2**30), ("512MiB", 512 * 2**20), ("300GB", 300 * 10**9), ("1.5GiB", 3 * 2**29),
-    (1073741824, 2**30), ("2048", 2048), ("8 GiB", 8 * 2**30), ("1TiB", 2**40)])
+    ("8GiB", 8 * 2**30), ("512MiB", 512 * 2**20), ("300GB", 300 * 10**9), ("1536MiB", 3 * 2**29),
+    (1073741824, 2**30), ("2048", 2048), ("2048B", 2048), ("2048 bytes", 2048), ("1TiB", 2**40),
+    ("4kB", 4000), ("4KiB", 4096), ("3MB", 3 * 10**6), ("2TB", 2 * 10**12), ("1PB", 10**15), ("1PiB", 2**50),
+    ("1EB", 10**18), ("1EiB", 2**60), ("08GiB", 8 * 2**30)])
 def test_parse_size(text, size):
     assert parse_size(text) == size
 
 
-@pytest.mark.parametrize("text", ["8 gigs", "", "-1GiB", "0", "GiB", "8GX", True, None, "1e3GiB"])
+@pytest.mark.parametrize("text", [
+    "8 gigs", "", "-1GiB", "0", "GiB", "8GX", True, None, "1e3GiB",
+    # what LXD refuses: a blank before the unit or around the size, a fraction, units in another case
+    "12 GB", "8 GiB", " 8GiB", "8GiB ", "8GiB\n", "1.5GiB", "1.5.GiB", "8gb", "8GB ", "8KB", "8kb", "8gib", "8Gi",
+    "8G", "8k", "8b", "+8GiB", "8 Bytes", "\u0668GiB", 8.0, 0, -1, "8EiB", 2**63])
 def test_parse_size_refuses(text):
     with pytest.raises((ValueError, TypeError)):
         parse_size(text)
@@ -123,7 +132,7 @@ def test_capacity_fits():
     assert rows["cpu"]["requested"] == 6 and rows["cpu"]["available"] == 8
     assert rows["memory"]["requested"] == 12 * 2**30 and rows["memory"]["available"] == 36 * 2**30
     assert rows["disk:nvme"]["requested"] == 170 * 2**30 and rows["disk:nvme"]["available"] == 2**40
-    assert "disk:hdd" not in rows  # a pool on a device has no declared size to check
+    assert rows["disk:hdd"]["requested"] == 0 and rows["disk:hdd"]["available"] == 4 * 2**40
 
 
 def test_memory_overcommit_is_refused_naming_the_biggest_consumer():
@@ -153,3 +162,217 @@ def test_capacity_table_lists_nodes_then_totals():
     assert lines[1].split() == ["dev-a", "dev", "4", "8GiB", "150GiB", "nvme", "10.10.10.31"]
     assert lines[2].split()[0] == "infra-server"
     assert any(line.startswith("memory") and line.rstrip().endswith("30.0%") for line in lines)
+
+
+# ---------------------------------------------------------------------------
+# refusals added with the node layer: every message names the node (or variable) and the field
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("login", ["root", "daemon", "www-data", "nobody", "_apt", "sshd", "docker", "polkitd",
+                                   "messagebus", "systemd-network", "systemd-timesync", "systemd-anything", "sudo"])
+def test_system_account_login_is_refused(login):
+    found = problems(fleet(**{"dev-x": dev("10.10.10.40", login)}))
+    assert ["dev-x: fleet_member.login %r is a system account or group of the nodes; a teammate needs a login of "
+            "their own" % login] == found
+
+
+@pytest.mark.parametrize("member, expected", [
+    ({"login": "xavier\n"}, "dev-x: fleet_member.login 'xavier\\n' is not a valid Linux login"),
+    ({"login": "xavier", "email": "x@example.org\n"}, "dev-x: fleet_member.email 'x@example.org\\n' is not an e-mail"),
+    ({"login": "xavier", "name": "Xavier\n"}, "dev-x: fleet_member.name 'Xavier\\n' holds a control character"),
+    ({"login": "xavier", "name": "Xa\tvier"}, "dev-x: fleet_member.name 'Xa\\tvier' holds a control character"),
+    ({"login": "xavier", "name": "X\x1b[31m"}, "dev-x: fleet_member.name 'X\\x1b[31m' holds a control character"),
+    ({"login": "xavier", "name": "X:Y"}, "dev-x: fleet_member.name 'X:Y' holds a colon"),
+    ({"login": "xavier", "ssh_key": "ssh-ed25519 AAAAC3Nz x@y\nssh-rsa AAAAB3 evil"}, "dev-x: fleet_member.ssh_key"),
+    ({"login": "xavier", "ssh_key": "ssh-ed25519\nAAAAC3Nz"}, "dev-x: fleet_member.ssh_key"),
+])
+def test_line_breaks_and_control_characters_are_refused(member, expected):
+    found = problems(fleet(**{"dev-x": {**dev("10.10.10.40", "xavier"), "member": member}}))
+    assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_member_fields_that_pass():
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE x@y"
+    member = {"login": "xavier", "name": "Xavier Ünal-Smith", "email": "x@example.org", "ssh_key": key + "\n"}
+    model = build_model(fleet(**{"dev-x": {**dev("10.10.10.40", "xavier"), "member": member}}), ROLES, NETWORK, POOLS)
+    assert model["nodes"]["dev-x"]["member"] == {"login": "xavier", "name": "Xavier Ünal-Smith",
+                                                 "email": "x@example.org", "ssh_key": key}
+
+
+@pytest.mark.parametrize("name", ["Dev-X", "DEV-X", "dev-X"])
+def test_uppercase_node_name_is_refused_as_folded(name):
+    found = problems(fleet(**{name: dev("10.10.10.40", "xavier")}))
+    assert found == ["%s: uppercase letters are refused in a node name: LXD/DNS fold case, so %s and %s would be "
+                     "the same host (write %s)" % (name, name, name.lower(), name.lower())]
+
+
+@pytest.mark.parametrize("name", ["dev_x", "dev-", "-dev", "1dev", "dev.x", "dev x", "dev-x\n", "d" * 64, "dév"])
+def test_node_name_dns_would_reject(name):
+    found = problems(fleet(**{name: dev("10.10.10.40", "xavier")}))
+    assert found == ["%s: not a valid container name (lowercase letters, digits and dashes, starting with a letter, "
+                     "not ending with a dash; at most 63)" % name]
+
+
+@pytest.mark.parametrize("name", ["x", "d" * 63, "dev-2", "a-b-c9"])
+def test_node_names_that_pass(name):
+    assert name in build_model(fleet(**{name: dev("10.10.10.40", "xavier")}), ROLES, NETWORK, POOLS)["nodes"]
+
+
+def test_pool_without_size_is_refused():
+    pools = [POOLS[0], {"name": "hdd", "driver": "btrfs", "source": "/dev/sdb"}]
+    assert problems(fleet(), pools=pools) == ["fleet_pools.hdd: size is missing; the disk capacity check needs it"]
+
+
+def test_missing_ipv4_is_refused():
+    node = dev(None, "xavier")
+    assert problems(fleet(**{"dev-x": node})) == [
+        "dev-x: fleet_ipv4 is missing (the node layer reaches each node by SSH at its static address)"]
+
+
+@pytest.mark.parametrize("address", ["10.10.10.40\n", " 10.10.10.40", "fd00::40", "10.10.10.040"])
+def test_ipv4_must_be_exactly_an_ipv4_address(address):
+    assert problems(fleet(**{"dev-x": dev(address, "xavier")})) == [
+        "dev-x: fleet_ipv4 %r is not an IPv4 address" % address]
+
+
+@pytest.mark.parametrize("field, value, hint", [
+    ("memory", "12 GB", "LXD takes no blank"),
+    ("memory", " 8GiB", "LXD takes no blank"),
+    ("memory", "8GiB ", "LXD takes no blank"),
+    ("disk", "1.5GiB", "LXD takes whole numbers only"),
+    ("disk", "1.5.GiB", "LXD takes whole numbers only"),
+    ("memory", "8gb", "LXD units are case-sensitive: write GB"),
+    ("memory", "8KB", "LXD units are case-sensitive: write kB"),
+    ("memory", "8gib", "LXD units are case-sensitive: write GiB"),
+    ("memory", "8GX", ""),
+])
+def test_sizes_lxd_would_refuse(field, value, hint):
+    found = problems(fleet(**{"dev-x": dev("10.10.10.40", "xavier", **{field: value})}))
+    assert len(found) == 1, found
+    assert found[0].startswith("dev-x: fleet_%s %r is not a size (write it like 8GiB, 512MiB or 300GB)" % (field, value))
+    assert (hint in found[0]) if hint else ";" not in found[0], found
+
+
+def test_role_and_pool_sizes_lxd_would_refuse():
+    roles = {**ROLES, "qa": {"cpu": 1, "memory": "512 MiB", "disk": "4GiB", "pool": "nvme"}}
+    pools = [{"name": "nvme", "driver": "btrfs", "size": "1tib"}, POOLS[1]]
+    found = problems(fleet(), roles=roles, pools=pools)
+    assert any(p.startswith("fleet_roles.qa: memory '512 MiB' is not a size") for p in found), found
+    assert any(p.startswith("fleet_pools.nvme: size '1tib' is not a size") for p in found), found
+
+
+@pytest.mark.parametrize("cpu", ["²", "٣", "4.0", " 4", -1])
+def test_cpu_must_be_ascii_digits(cpu):
+    found = problems(fleet(**{"dev-x": dev("10.10.10.40", "xavier", cpu=cpu)}))
+    assert found == ["dev-x: fleet_cpu %r is not a whole number of CPUs (1 or more)" % (cpu,)]
+
+
+def test_network_without_name_or_with_network_address():
+    assert problems(fleet(), network={"ipv4": "10.10.10.1/24"}) == [
+        "fleet_network: name is missing (the LXD bridge's name)"]
+    found = problems(fleet(), network={"name": "br", "ipv4": "10.10.10.0/24"})
+    assert found == ["fleet_network: ipv4 10.10.10.0/24 must be the bridge's (gateway's) own address, "
+                     "like 10.10.10.1/24"]
+
+
+def test_new_refusals_are_reported_together():
+    nodes = fleet(**{"Dev-X": {**dev(None, "root", memory="12 GB"), "member": {"login": "root", "name": "R\n"}}})
+    found = problems(nodes, pools=[POOLS[0], {"name": "hdd", "driver": "btrfs"}], app_dir="rel",
+                     compose_command="podman")
+    assert [p.split(" ")[0] for p in found] == ["app_dir", "compose_command", "fleet_pools.hdd:", "Dev-X:",
+                                                "Dev-X:", "Dev-X:", "Dev-X:", "Dev-X:"], found
+
+
+# ---------------------------------------------------------------------------
+# capacity() validates fleet_host and fleet_capacity
+# ---------------------------------------------------------------------------
+
+
+def capacity_problems(host, policy):
+    model = build_model(fleet(), ROLES, NETWORK, POOLS)
+    with pytest.raises(FleetError) as error:
+        capacity(model, host, policy)
+    return error.value.problems
+
+
+@pytest.mark.parametrize("host, policy, expected", [
+    ({"cpus": "many", "memory": "40GiB"}, {}, "fleet_host.cpus 'many' is not a whole number (1 or more)"),
+    ({"cpus": 0, "memory": "40GiB"}, {}, "fleet_host.cpus 0 is not a whole number (1 or more)"),
+    ({"cpus": True, "memory": "40GiB"}, {}, "fleet_host.cpus True is not a whole number (1 or more)"),
+    ({"memory": "40GiB"}, {}, "fleet_host.cpus is missing"),
+    ({"cpus": 8, "memory": "x"}, {}, "fleet_host.memory 'x' is not a size (write it like 84GiB)"),
+    ({"cpus": 8, "memory": "40 GiB"}, {}, "fleet_host.memory '40 GiB' is not a size (write it like 84GiB); "
+                                          "LXD takes no blank: write it like 8GiB"),
+    ({"cpus": 8}, {}, "fleet_host.memory is missing"),
+    (HOST, {"cpu_overcommit": "lots"}, "fleet_capacity.cpu_overcommit 'lots' is not a number"),
+    (HOST, {"memory_overcommit": [1]}, "fleet_capacity.memory_overcommit [1] is not a number"),
+    (HOST, {"disk_overcommit": True}, "fleet_capacity.disk_overcommit True is not a number"),
+    (HOST, {"cpu_overcommit": -1}, "fleet_capacity.cpu_overcommit -1 must be a number greater than 0"),
+    (HOST, {"memory_overcommit": "0"}, "fleet_capacity.memory_overcommit '0' must be a number greater than 0"),
+    (HOST, {"disk_overcommit": "nan"}, "fleet_capacity.disk_overcommit 'nan' must be a number greater than 0"),
+    (HOST, {"memory_reserve": "lots"}, "fleet_capacity.memory_reserve 'lots' is not a size (write it like 2GiB)"),
+])
+def test_capacity_refuses_bad_host_or_policy(host, policy, expected):
+    assert capacity_problems(host, policy) == [expected]
+
+
+def test_capacity_reports_every_bad_field_at_once():
+    found = capacity_problems({"cpus": "many", "memory": "x"}, {"cpu_overcommit": "lots", "disk_overcommit": 0})
+    assert [p.split(" ")[0] for p in found] == [
+        "fleet_host.cpus", "fleet_host.memory", "fleet_capacity.cpu_overcommit", "fleet_capacity.disk_overcommit"]
+    assert "invalid fleet inventory" in str(FleetError(found))
+
+
+def test_capacity_accepts_what_templating_gives():
+    # LXD's /1.0/resources through a template: numbers, or their text; ratios as text.
+    model = build_model(fleet(), ROLES, NETWORK, POOLS)
+    report = capacity(model, {"cpus": "8", "memory": str(40 * 2**30)}, {"cpu_overcommit": "1.5", "memory_reserve": 0})
+    rows = {row["resource"]: row for row in report["rows"]}
+    assert rows["cpu"]["available"] == 12 and rows["memory"]["available"] == 40 * 2**30
+
+
+# ---------------------------------------------------------------------------
+# derived node data: the model is the one source of it
+# ---------------------------------------------------------------------------
+
+
+def test_derived_fields_defaults():
+    model = build_model(fleet(), ROLES, NETWORK, POOLS)
+    a, infra = model["nodes"]["dev-a"], model["nodes"]["infra-server"]
+    assert (a["app_dir"], a["compose"], a["gateway"]) == ("/home/alice/app", "docker-compose", "10.10.10.1")
+    assert (infra["app_dir"], infra["compose"], infra["gateway"]) == ("/opt/fleet-app", "docker-compose", "10.10.10.1")
+    assert model["members"] == {"alice": "dev-a"}
+    assert model["network"] == {"name": "fleetbr0", "ipv4": "10.10.10.1/24", "subnet": "10.10.10.0/24",
+                                "gateway": "10.10.10.1"}
+
+
+def test_derived_fields_with_options_and_a_role_without_docker():
+    roles = {**ROLES, "db": {"cpu": 1, "memory": "1GiB", "disk": "5GiB", "pool": "nvme", "docker": False}}
+    nodes = fleet(**{"db-1": {"groups": ["db"], "ipv4": "10.10.10.50"}, "dev-b": dev("10.10.10.32", "bob")})
+    for name, node in nodes.items():
+        nodes[name] = {**node, "ipv4": node["ipv4"].replace("10.10.10.", "192.168.6.")}
+    model = build_model(nodes, roles, {"name": "br", "ipv4": "192.168.7.254/23"}, POOLS, app_dir="/srv/app",
+                        compose_command="docker compose")
+    nodes = model["nodes"]
+    assert {name: (n["app_dir"], n["compose"]) for name, n in nodes.items()} == {
+        "db-1": ("/srv/app", None), "dev-a": ("/home/alice/app", "docker compose"),
+        "dev-b": ("/home/bob/app", "docker compose"), "infra-server": ("/srv/app", "docker compose")}
+    assert {n["gateway"] for n in nodes.values()} == {"192.168.7.254"}
+    assert model["network"]["gateway"] == "192.168.7.254"
+    assert model["members"] == {"alice": "dev-a", "bob": "dev-b"}
+    assert set(nodes["dev-a"]) == {"name", "role", "profile", "cpu", "memory", "memory_bytes", "disk", "disk_bytes",
+                                   "pool", "docker", "ipv4", "gateway", "member", "app_dir", "compose"}
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"app_dir": "srv/app"}, "app_dir 'srv/app' must be an absolute path, like /opt/fleet-app"),
+    ({"app_dir": ""}, "app_dir '' must be an absolute path, like /opt/fleet-app"),
+    ({"app_dir": "/srv/app\n"}, "app_dir '/srv/app\\n' must be an absolute path, like /opt/fleet-app"),
+    ({"compose_command": "podman-compose"},
+     "compose_command 'podman-compose' must be one of 'docker-compose', 'docker compose'"),
+    ({"compose_command": "docker  compose"},
+     "compose_command 'docker  compose' must be one of 'docker-compose', 'docker compose'"),
+])
+def test_bad_options_are_refused(kwargs, expected):
+    assert problems(fleet(), **kwargs) == [expected]
