@@ -19,7 +19,8 @@ __metaclass__ = type
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("nodes", "roles", "network", "pools", "live_pools", "host", "policy", "check_capacity"))
+    _VALID_ARGS = frozenset(("nodes", "roles", "network", "pools", "live_pools", "host", "policy", "check_capacity",
+                             "app_dir", "compose_command"))
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -33,14 +34,19 @@ class ActionModule(ActionBase):
             for field in QUOTA_FIELDS:
                 entry[field] = host.get("fleet_" + field)
             nodes[name] = entry
+        # Unset options keep build_model's defaults (/opt/fleet-app, docker-compose).
+        options = {name: args[name] for name in ("app_dir", "compose_command") if args.get(name) is not None}
         try:
             model = build_model(nodes, args.get("roles"), args.get("network"), args.get("pools"),
-                                live_pools=args.get("live_pools"))
+                                live_pools=args.get("live_pools"), **options)
         except FleetError as error:
             raise AnsibleActionFail(str(error)) from None
         result.update(changed=False, fleet=model)
         if args.get("host"):
-            report = capacity(model, args["host"], args.get("policy"))
+            try:
+                report = capacity(model, args["host"], args.get("policy"))
+            except FleetError as error:
+                raise AnsibleActionFail(str(error)) from None
             result["capacity"] = report["rows"]
             result["table"] = capacity_table(model, report["rows"])
             if report["problems"] and args.get("check_capacity", True):

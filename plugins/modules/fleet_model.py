@@ -17,6 +17,16 @@ description:
     and returns the fleet model.
   - Fails before anything changes, with a message naming every bad node and field
     (unknown role, bad login, duplicate address or login, address outside the subnet, unparsable size, unknown pool).
+  - Refuses in particular a node name LXD or DNS would reject or fold (lowercase letters, digits and dashes only,
+    at most 63), a node without C(fleet_ipv4) (the node layer reaches every node by SSH at its static address),
+    a member login that is a system account or group of the nodes (C(root), C(docker), C(systemd-*), ...),
+    a name, login or e-mail with a line break or another control character, a pool without C(size), and a size
+    LXD would refuse. Sizes follow LXD's own grammar exactly, an integer directly followed by a case-sensitive
+    unit C(B), C(kB), C(MB), C(GB), C(TB), C(PB), C(EB), C(KiB), C(MiB), C(GiB), C(TiB), C(PiB), C(EiB) (or
+    none, or C( bytes)), for example C(8GiB); C(8 GiB), C(1.5GiB), C(8gb) and C(8KB) are refused. A plain
+    integer is a number of bytes.
+  - Every derived fact the roles need about a node (quotas, profile, address, gateway, app checkout, compose
+    command) comes from this model, so that the roles and the tests agree.
   - With O(host), compares the fleet's totals with the host (CPU, memory after a reserve, disk per pool, each with
     an overcommit ratio from O(policy)) and refuses an overcommitted fleet, naming its biggest consumers.
   - Runs on the controller as an action plugin; it changes nothing.
@@ -62,6 +72,19 @@ options:
     description: Fail when the fleet does not fit the host. C(false) only reports.
     type: bool
     default: true
+  app_dir:
+    description:
+      - The app checkout of a node without a member; a member's node has it at C(/home/<login>/app).
+      - Must be an absolute path.
+    type: str
+    default: /opt/fleet-app
+  compose_command:
+    description:
+      - How the docker nodes run compose, C(docker-compose) (v1, Debian's package) or C(docker compose) (the v2
+        plugin, production). Returned as each docker node's C(compose).
+    type: str
+    choices: [docker-compose, docker compose]
+    default: docker-compose
 """
 
 EXAMPLES = r"""
@@ -74,15 +97,48 @@ EXAMPLES = r"""
       cpus: "{{ ansible_facts.processor_vcpus }}"
       memory: "{{ ansible_facts.memtotal_mb }}MiB"
     policy: "{{ fleet_capacity }}"
+    compose_command: docker compose
   register: fleet
+
+- name: Show where each node keeps the app and how it runs compose
+  ansible.builtin.debug:
+    msg: "{{ item.key }}: {{ item.value.app_dir }} ({{ item.value.compose or 'no docker' }})"
+  loop: "{{ fleet.fleet.nodes | dict2items }}"
 """
 
 RETURN = r"""
 fleet:
-  description: The model. C(nodes) maps each node to its effective C(role), C(profile), C(cpu), C(memory), C(disk), C(pool),
-    C(docker), C(ipv4) and C(member); C(profiles) maps each role to its LXD profile; C(network) and C(pools) as validated.
+  description: The model.
   returned: success
   type: dict
+  contains:
+    nodes:
+      description:
+        - Each node's effective C(name), C(role), C(profile), C(cpu), C(memory) and C(memory_bytes), C(disk) and
+          C(disk_bytes), C(pool), C(docker), C(ipv4), C(member) (C(login), C(name), C(email), C(ssh_key) or null),
+        - C(gateway), the bridge's address without prefix (for example C(10.10.10.1)),
+        - C(app_dir), the app checkout (C(/home/<login>/app) for a node with a member, else O(app_dir)),
+        - C(compose), O(compose_command) for a docker node, null for a node whose role has no docker.
+      type: dict
+      sample:
+        dev-hj: {name: dev-hj, role: dev, profile: fleet-dev, cpu: 4, memory: 8GiB, memory_bytes: 8589934592,
+                 disk: 150GiB, disk_bytes: 161061273600, pool: nvme, docker: true, ipv4: 10.10.10.34,
+                 gateway: 10.10.10.1, app_dir: /home/hj/app, compose: docker compose,
+                 member: {login: hj, name: hj, email: hj@adelie.invalid, ssh_key: null}}
+    profiles:
+      description: Each role's LXD profile, C(name), C(cpu), C(memory), C(disk), C(pool), C(docker).
+      type: dict
+    pools:
+      description: Each pool's size in bytes.
+      type: dict
+    members:
+      description: Each member's login mapped to the name of their node.
+      type: dict
+      sample: {hj: dev-hj, ryejinn: dev-ryejinn}
+    network:
+      description: The bridge, C(name), C(ipv4) (address/prefix), C(subnet) and C(gateway) (address alone).
+      type: dict
+      sample: {name: fleetbr0, ipv4: 10.10.10.1/24, subnet: 10.10.10.0/24, gateway: 10.10.10.1}
 capacity:
   description: One row per resource with C(requested), C(available) and C(used_percent).
   returned: when O(host) is given
@@ -108,6 +164,8 @@ def main():
         host=dict(type="dict"),
         policy=dict(type="dict"),
         check_capacity=dict(type="bool", default=True),
+        app_dir=dict(type="str", default="/opt/fleet-app"),
+        compose_command=dict(type="str", default="docker-compose", choices=["docker-compose", "docker compose"]),
     ), supports_check_mode=True)
     module.fail_json(msg="adelie.fleet.fleet_model runs on the controller as an action plugin; it cannot run as a module")
 
