@@ -12,7 +12,8 @@ of one line.
 Multi-line quoted values are not supported; they are reported as malformed.
 
 Error messages never contain values, only file names, key names and line
-numbers, because values are usually secrets.
+numbers, because values are usually secrets. ``redacted_diff`` gives the
+before/after texts of a change with every value and comment text hidden.
 
 Must stay importable on Python 3.8+ (it runs on managed hosts).
 """
@@ -25,10 +26,12 @@ import os
 import re
 import stat
 import tempfile
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 __all__ = [
     "REDACTED",
+    "REDACTED_NEW",
+    "REDACTED_OLD",
     "DotEnv",
     "DotEnvError",
     "DotEnvFileError",
@@ -38,11 +41,15 @@ __all__ = [
     "encode",
     "parse",
     "read_file",
+    "redacted_diff",
     "valid_key",
     "write_atomic",
 ]
 
 REDACTED = "<redacted>"
+# What a value that a change replaced shows in a redacted diff, before and after.
+REDACTED_OLD = "<redacted old value>"
+REDACTED_NEW = "<redacted new value>"
 
 _BOM = "\ufeff"
 _KEY = r"[A-Za-z_][A-Za-z0-9_.\-]*"
@@ -135,6 +142,36 @@ class Line:
         if not self.quote and raw and suffix.startswith("#"):
             suffix = " " + suffix
         return self.prefix + self.quote + raw + self.quote + suffix + self.eol
+
+    def render_redacted(self, marker: str = REDACTED) -> str:
+        """The line with nothing of value: a non-empty value becomes ``marker``, comment text REDACTED.
+
+        The key, ``export``, quotes, blanks and the line ending stay, so the line keeps its place and
+        shape in a diff; an empty value stays empty (that it is empty tells nothing secret).
+        """
+        if self.kind == Line.BLANK:
+            return self.text + self.eol
+        if self.kind == Line.COMMENT:
+            return _redact_comment(self.text) + self.eol
+        raw = marker if self.raw else ""
+        suffix = _redact_comment(self.suffix)
+        if not self.quote and raw and suffix.startswith("#"):
+            suffix = " " + suffix
+        return self.prefix + self.quote + raw + self.quote + suffix + self.eol
+
+
+def _redact_comment(text: str) -> str:
+    """``text`` with whatever follows its ``#`` replaced by REDACTED.
+
+    Comment text is hidden too, not only values: a commented-out assignment
+    (``# DB_URL=postgres://app:old-password@db/app``) is the usual way an old
+    credential stays in a ``.env``, and nothing tells such a comment from a
+    harmless one reliably.
+    """
+    mark = text.find("#")
+    if mark < 0 or not text[mark + 1 :].strip(" \t"):
+        return text
+    return text[: mark + 1] + " " + REDACTED
 
 
 def _unescape_double(raw: str) -> str:
@@ -289,12 +326,33 @@ class DotEnv:
         self._index[key] = line
         return True
 
+    def render_redacted(self, markers: Mapping[str, str] | None = None) -> str:
+        """The document with every value and comment text hidden, line for line (see Line.render_redacted).
+
+        ``markers`` maps a key to what its value shows instead of REDACTED.
+        """
+        markers = markers or {}
+        return self.bom + "".join(line.render_redacted(markers.get(line.key or "", REDACTED)) for line in self.lines)
+
     def render(self, redact: Iterable[str] = ()) -> str:
         """Return the document text; values of keys in ``redact`` are replaced by REDACTED."""
         hidden = frozenset(redact)
         return self.bom + "".join(
             line.render(redact=line.key in hidden and line.kind == Line.ASSIGNMENT) for line in self.lines
         )
+
+
+def redacted_diff(before: DotEnv, after: DotEnv) -> tuple[str, str]:
+    """Texts for a ``--diff`` of ``before`` -> ``after`` that show which lines changed and no value.
+
+    Every value and every comment text is hidden; a key whose value differs shows REDACTED_OLD before
+    and REDACTED_NEW after, so the diff marks its line as changed without showing either value.
+    """
+    changed = {key for key in set(before.keys()) | set(after.keys()) if before.get(key) != after.get(key)}
+    return (
+        before.render_redacted({key: REDACTED_OLD for key in changed}),
+        after.render_redacted({key: REDACTED_NEW for key in changed}),
+    )
 
 
 def valid_key(key: Any) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import posixpath
 import re
 
 __metaclass__ = type

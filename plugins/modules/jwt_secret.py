@@ -27,9 +27,11 @@ description:
     with the line ending used by most lines of the file.
   - The file is replaced atomically, through a temporary file in the same directory that is fsynced
     and renamed over the original.
-  - Neither the old nor the new secret is ever returned, logged or shown in a diff.
-  - The module does not restart anything. Use C(changed) to decide whether services reading the file
-    must be restarted.
+  - Neither the old nor the new secret is ever returned, logged or shown in a diff; nor is any other value
+    of the file (see the diff_mode attribute).
+  - The module does not restart anything. Use C(changed) to decide whether the services reading the file
+    must be recreated. A restart is not enough for a container, which keeps the environment it was created
+    with (see the examples).
 author:
   - Adelie infra team (@adelie)
 attributes:
@@ -38,8 +40,13 @@ attributes:
     description: Can run in check_mode and return changed status prediction without modifying target.
   diff_mode:
     support: full
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-      Secret values are replaced by C(<redacted>).
+    description:
+      - Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+      - B(Every) value of the file is replaced by C(<redacted>), not only the secret's (a C(.env) holds other
+        credentials, such as a password in a database URL), and so is the text of every comment (a
+        commented-out line often keeps an old credential). Key names, C(export), quotes and line positions
+        stay, and a value that changed shows as C(<redacted old value>) before and C(<redacted new value>)
+        after, so the diff shows which lines changed and nothing of any value.
 options:
   path:
     description:
@@ -142,10 +149,11 @@ EXAMPLES = r"""
     backup: true
   register: jwt
 
-- name: Restart the API so that it picks up the new secret
-  community.docker.docker_compose_v2:
-    project_src: /srv/api
-    state: restarted
+# A restart keeps the environment the container was created with (the old secret): recreate it.
+- name: Recreate the API so that it reads the new secret
+  ansible.builtin.command:
+    cmd: docker compose up -d --no-deps --force-recreate backend-api
+    chdir: /srv/api
   when: jwt.changed
 
 - name: Create the file if needed and treat a leaked value as a default
@@ -206,6 +214,7 @@ from ansible_collections.adelie.fleet.plugins.module_utils.dotenv import (
     encode,
     parse,
     read_file,
+    redacted_diff,
     write_atomic,
 )
 
@@ -421,8 +430,6 @@ def run(module, max_age):
     if reason == "ok":
         return result
 
-    redact = [key] + ([previous_key] if previous_key else [])
-    before = doc.render(redact=redact)
     old_value = doc.get(key)
     old_previous = doc.get(previous_key) if previous_key else None
     new_value = secrets.token_hex(params["length"])
@@ -443,9 +450,11 @@ def run(module, max_age):
 
     result.update(changed=True, rotated_at=rotated_at)
     if module._diff:
+        # Every value and comment text hidden, not only the secret's: the rest of a .env holds credentials too.
+        before, after = redacted_diff(parse(decode(state.data)), doc)
         result["diff"] = {
             "before": before,
-            "after": doc.render(redact=redact),
+            "after": after,
             "before_header": path if state.exists else "%s (absent)" % path,
             "after_header": path,
         }

@@ -1,13 +1,17 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The fleet_model action plugin: inventory entries in, the model out, failures as AnsibleActionFail."""
+"""The fleet_model action plugin: inventory entries in, the model out, failures as AnsibleActionFail.
+
+Importing Ansible's controller side (ansible.errors, ansible.plugins.action) marks the whole process as the
+controller, after which a module's warnings go to the display instead of its result: the module tests in the
+same run would then miss them. So the controller side is imported only in a fixture that restores the mark.
+"""
 
 from __future__ import annotations
 
 from unittest.mock import MagicMock
 
 import pytest
-from ansible.errors import AnsibleActionFail
-from ansible_collections.adelie.fleet.plugins.action.fleet_model import ActionModule
+from ansible.module_utils import _internal
 
 ROLES = {
     "infra": {"cpu": 2, "memory": "4GiB", "disk": "20GiB", "pool": "nvme", "docker": True},
@@ -22,20 +26,39 @@ HOSTVARS = {
 }
 
 
-def run(args, hostvars=None):
-    task = MagicMock(args=args, async_val=0, check_mode=False)
-    action = ActionModule(task, MagicMock(), MagicMock(), MagicMock(), MagicMock(), MagicMock())
-    hostvars = HOSTVARS if hostvars is None else hostvars
-    return action.run(task_vars={"hostvars": hostvars, "groups": {"fleet": sorted(hostvars)}})
+@pytest.fixture(autouse=True)
+def controller(monkeypatch):
+    """(ActionModule, AnsibleActionFail), with the controller mark put back after the test."""
+    monkeypatch.setattr(_internal, "is_controller", _internal.is_controller)
+    from ansible.errors import AnsibleActionFail
+    from ansible_collections.adelie.fleet.plugins.action.fleet_model import ActionModule
+
+    return ActionModule, AnsibleActionFail
 
 
-def test_model_with_default_options():
+@pytest.fixture
+def action_fail(controller):
+    return controller[1]
+
+
+@pytest.fixture
+def run(controller):
+    def run_action(args, hostvars=None):
+        task = MagicMock(args=args, async_val=0, check_mode=False)
+        action = controller[0](task, MagicMock(), MagicMock(), MagicMock(), MagicMock(), MagicMock())
+        hostvars = HOSTVARS if hostvars is None else hostvars
+        return action.run(task_vars={"hostvars": hostvars, "groups": {"fleet": sorted(hostvars)}})
+
+    return run_action
+
+
+def test_model_with_default_options(run):
     nodes = run(dict(ARGS))["fleet"]["nodes"]
     assert (nodes["dev-a"]["app_dir"], nodes["dev-a"]["compose"]) == ("/home/alice/app", "docker-compose")
     assert (nodes["infra-server"]["app_dir"], nodes["infra-server"]["gateway"]) == ("/opt/fleet-app", "10.10.10.1")
 
 
-def test_app_dir_and_compose_command_are_passed_through():
+def test_app_dir_and_compose_command_are_passed_through(run):
     result = run({**ARGS, "app_dir": "/srv/app", "compose_command": "docker compose"})
     nodes = result["fleet"]["nodes"]
     assert (nodes["infra-server"]["app_dir"], nodes["infra-server"]["compose"]) == ("/srv/app", "docker compose")
@@ -43,9 +66,9 @@ def test_app_dir_and_compose_command_are_passed_through():
     assert result["changed"] is False
 
 
-def test_bad_inventory_fails_naming_node_and_field():
+def test_bad_inventory_fails_naming_node_and_field(run, action_fail):
     hostvars = {**HOSTVARS, "dev-b": {"group_names": ["dev"], "fleet_member": {"login": "root"}}}
-    with pytest.raises(AnsibleActionFail) as error:
+    with pytest.raises(action_fail) as error:
         run({**ARGS, "compose_command": "podman"}, hostvars)
     message = str(error.value)
     assert "compose_command 'podman' must be one of" in message
@@ -53,8 +76,8 @@ def test_bad_inventory_fails_naming_node_and_field():
     assert "dev-b: fleet_member.login 'root' is a system account" in message
 
 
-def test_bad_host_capacity_fails_instead_of_raising_value_error():
-    with pytest.raises(AnsibleActionFail) as error:
+def test_bad_host_capacity_fails_instead_of_raising_value_error(run, action_fail):
+    with pytest.raises(action_fail) as error:
         run({**ARGS, "host": {"cpus": "many", "memory": "x"}, "policy": {"cpu_overcommit": "lots"}})
     message = str(error.value)
     assert "fleet_host.cpus 'many' is not a whole number" in message
@@ -62,6 +85,6 @@ def test_bad_host_capacity_fails_instead_of_raising_value_error():
     assert "fleet_capacity.cpu_overcommit 'lots' is not a number" in message
 
 
-def test_unknown_option_is_refused():
-    with pytest.raises(AnsibleActionFail, match="Invalid options"):
+def test_unknown_option_is_refused(run, action_fail):
+    with pytest.raises(action_fail, match="Invalid options"):
         run({**ARGS, "compose": "docker compose"})

@@ -16,6 +16,7 @@ from ansible_collections.adelie.fleet.plugins.module_utils.dotenv import (
     encode,
     parse,
     read_file,
+    redacted_diff,
     write_atomic,
 )
 
@@ -154,6 +155,50 @@ def test_render_redacts_values_only():
         "export A='%s' # c\r\nB=visible\nC=\"%s\"" % (REDACTED, REDACTED)
     )
     assert "s3cret" in doc.render()
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("A=s3cret", "A=<redacted>"),
+        ("export A='s 3' # why", "export A='<redacted>' # <redacted>"),
+        ('  A = "x\\"y"\t# c', '  A = "<redacted>"\t# <redacted>'),
+        ("A=v #c", "A=<redacted> # <redacted>"),
+        ("A=", "A="),
+        ("A= # only a comment", "A= # <redacted>"),
+        ("A=''", "A=''"),
+        ("# DB_URL=postgres://u:hunter2@db/x", "# <redacted>"),
+        ("   #indented", "   # <redacted>"),
+        ("#", "#"),
+        ("#   ", "#   "),
+        ("", ""),
+        ("  \t", "  \t"),
+    ],
+)
+def test_render_redacted_hides_values_and_comment_text(line, expected):
+    for eol in ("", "\n", "\r\n"):
+        assert parse(line + eol).render_redacted() == expected + eol
+
+
+def test_render_redacted_markers_and_bom():
+    doc = parse("\ufeffA=1\r\nB=2")
+    assert doc.render_redacted({"B": "<x>"}) == "\ufeffA=<redacted>\r\nB=<x>"
+
+
+def test_redacted_diff_marks_changed_values_only():
+    text = "# pw-x\nA=k33p\nB=0ld-v\nexport C='c' # n\nE=\n"
+    before, after = parse(text), parse(text)
+    after.set("B", "n3w-v")
+    after.set("E", "f1lled")
+    after.set("D", "4dded")
+    old, new = redacted_diff(before, after)
+    assert old == "# <redacted>\nA=<redacted>\nB=<redacted old value>\nexport C='<redacted>' # <redacted>\nE=\n"
+    assert new == (
+        "# <redacted>\nA=<redacted>\nB=<redacted new value>\nexport C='<redacted>' # <redacted>\n"
+        "E=<redacted new value>\nD=<redacted new value>\n"
+    )
+    for value in ("pw-x", "k33p", "0ld-v", "n3w-v", "f1lled", "4dded", "'c'", "# n"):
+        assert value not in old + new
 
 
 @pytest.mark.parametrize(

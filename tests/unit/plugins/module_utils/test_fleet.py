@@ -250,7 +250,8 @@ def test_ipv4_must_be_exactly_an_ipv4_address(address):
 def test_sizes_lxd_would_refuse(field, value, hint):
     found = problems(fleet(**{"dev-x": dev("10.10.10.40", "xavier", **{field: value})}))
     assert len(found) == 1, found
-    assert found[0].startswith("dev-x: fleet_%s %r is not a size (write it like 8GiB, 512MiB or 300GB)" % (field, value))
+    expected = "dev-x: fleet_%s %r is not a size (write it like 8GiB, 512MiB or 300GB)" % (field, value)
+    assert found[0].startswith(expected), found
     assert (hint in found[0]) if hint else ";" not in found[0], found
 
 

@@ -273,7 +273,7 @@ def test_check_mode_does_not_create(tmp_path, capsys):
     assert not path.exists()
 
 
-def test_diff_redacts_secrets_and_shows_other_lines(tmp_path, capsys):
+def test_diff_redacts_every_value_and_marks_the_changed_lines(tmp_path, capsys):
     data = ("# c\nexport JWT_SECRET='%s' # k\nJWT_SECRET_PREVIOUS=%s\nPORT=8080\n" % (STRONG_OLD, STRONG_PREV)).encode()
     path = env_file(tmp_path, data)
     result, out = run_module(capsys, path=str(path), force=True, previous_key="JWT_SECRET_PREVIOUS", _ansible_diff=True)
@@ -281,18 +281,25 @@ def test_diff_redacts_secrets_and_shows_other_lines(tmp_path, capsys):
     for value in (STRONG_OLD, STRONG_PREV, secret):
         assert value not in out
     diff = result["diff"]
-    assert diff["before"] == "# c\nexport JWT_SECRET='<redacted>' # k\nJWT_SECRET_PREVIOUS=<redacted>\nPORT=8080\n"
+    assert diff["before"] == (
+        "# <redacted>\nexport JWT_SECRET='<redacted old value>' # <redacted>\n"
+        "JWT_SECRET_PREVIOUS=<redacted old value>\nPORT=<redacted>\n"
+    )
     assert diff["after"] == (
-        "# c\nexport JWT_SECRET='<redacted>' # k\nJWT_SECRET_PREVIOUS=<redacted>\nPORT=8080\n"
-        "JWT_SECRET_ROTATED_AT=%s\n" % result["rotated_at"]
+        "# <redacted>\nexport JWT_SECRET='<redacted new value>' # <redacted>\n"
+        "JWT_SECRET_PREVIOUS=<redacted new value>\nPORT=<redacted>\n"
+        "JWT_SECRET_ROTATED_AT=<redacted new value>\n"
     )
 
 
 def test_diff_in_check_mode(tmp_path, capsys):
     path = env_file(tmp_path, b"JWT_SECRET=changeme\nA=1")
     result, out = run_module(capsys, path=str(path), _ansible_check_mode=True, _ansible_diff=True)
-    assert result["diff"]["before"] == "JWT_SECRET=<redacted>\nA=1"
-    assert result["diff"]["after"].startswith("JWT_SECRET=<redacted>\nA=1\nJWT_SECRET_ROTATED_AT=")
+    assert result["diff"]["before"] == "JWT_SECRET=<redacted old value>\nA=<redacted>"
+    assert (
+        result["diff"]["after"]
+        == "JWT_SECRET=<redacted new value>\nA=<redacted>\nJWT_SECRET_ROTATED_AT=<redacted new value>\n"
+    )
     assert "changeme" not in out
     assert path.read_bytes() == b"JWT_SECRET=changeme\nA=1"
 
@@ -318,9 +325,93 @@ def test_no_secret_in_output(tmp_path, capsys, monkeypatch, extra, old):
     assert result["changed"] is True
     assert old not in out
     assert generated not in out
-    assert "<redacted>" in result["diff"]["after"]
+    assert "JWT_SECRET=<redacted new value>" in result["diff"]["after"]
     if "_ansible_check_mode" not in extra:
         assert new_value(path) == generated
+
+
+# The incident: a --diff of a rotation showed every other line of the .env in clear (a DB_URL password 4 times).
+INCIDENT_ENV = (
+    "\ufeff# backend-api settings\r\n"
+    "\r\n"
+    "DB_URL=postgres://u:hunter2@db/x\r\n"
+    "# DB_URL=postgres://u:oldpass-1977@db/x\r\n"
+    "export REDIS_URL='redis://:r3dis-pw@redis:6379/0' # note: rotated by ops\r\n"
+    '  export MINIO_SECRET_KEY = "minio-\\"quoted\\"-secret"\t# mc alias\r\n'
+    "export JWT_SECRET='%s' # signing key\r\n"
+    "JWT_SECRET_OLD=%s\r\n"
+    "EMPTY=\r\n"
+    "DEBUG=false\r\n"
+    "SMTP_PASSWORD=pl41n-unquoted # inline\r\n"
+    "JWT_SECRET_ROTATED_AT=2001-02-03T04:05:06Z"
+) % (STRONG_OLD, STRONG_PREV)
+INCIDENT_VALUES = (
+    "hunter2",
+    "u:hunter2",
+    "postgres://",
+    "oldpass-1977",
+    "r3dis-pw",
+    "redis://",
+    "rotated by ops",
+    "minio-",
+    "quoted",
+    "mc alias",
+    STRONG_OLD,
+    STRONG_PREV,
+    "signing key",
+    "false",
+    "pl41n-unquoted",
+    "inline",
+    "2001-02-03",
+    "backend-api settings",
+)
+INCIDENT_KEYS = (
+    "DB_URL",
+    "REDIS_URL",
+    "MINIO_SECRET_KEY",
+    "JWT_SECRET",
+    "JWT_SECRET_OLD",
+    "EMPTY",
+    "DEBUG",
+    "SMTP_PASSWORD",
+    "JWT_SECRET_ROTATED_AT",
+)
+
+
+@pytest.mark.parametrize("extra", [{}, {"_ansible_check_mode": True}])
+def test_diff_of_a_rotation_shows_no_value_at_all(tmp_path, capsys, monkeypatch, extra):
+    secret = "0123abcd" * 8
+    monkeypatch.setattr(jwt_secret.secrets, "token_hex", lambda nbytes: secret)
+    path = env_file(tmp_path, INCIDENT_ENV.encode())
+    result, out = run_module(
+        capsys, path=str(path), force=True, previous_key="JWT_SECRET_OLD", _ansible_diff=True, **extra
+    )
+    assert (result["changed"], result["reason"]) == (True, "forced")
+    assert new_value(path) == (STRONG_OLD if extra else secret)
+    before, after = result["diff"]["before"], result["diff"]["after"]
+    for value in INCIDENT_VALUES + (secret, result["rotated_at"]):
+        assert value not in before and value not in after, value
+    # The whole module output too ("false" excepted: the JSON has its own false values).
+    for value in [v for v in INCIDENT_VALUES if v != "false"] + [secret]:
+        assert value not in out, value
+    # Redacted, not masked: no_log's ******** never had to step in.
+    assert "********" not in before + after
+    for key in INCIDENT_KEYS:
+        assert key + "=" in before.replace(" = ", "=") and key + "=" in after.replace(" = ", "="), key
+    # Line for line, CRLF and BOM kept; only the three rotated lines differ, and the diff says so.
+    before_lines, after_lines = before.split("\r\n"), after.split("\r\n")
+    assert before.startswith("\ufeff# <redacted>\r\n") and len(before_lines) == len(after_lines) == 12
+    changed = [(b, a) for b, a in zip(before_lines, after_lines) if b != a]
+    assert changed == [
+        (
+            "export JWT_SECRET='<redacted old value>' # <redacted>",
+            "export JWT_SECRET='<redacted new value>' # <redacted>",
+        ),
+        ("JWT_SECRET_OLD=<redacted old value>", "JWT_SECRET_OLD=<redacted new value>"),
+        ("JWT_SECRET_ROTATED_AT=<redacted old value>", "JWT_SECRET_ROTATED_AT=<redacted new value>"),
+    ]
+    assert before_lines[2:4] == ["DB_URL=<redacted>", "# <redacted>"]
+    assert "EMPTY=\r\n" in after
 
 
 def test_weak_values_are_masked_in_invocation(tmp_path, capsys):
