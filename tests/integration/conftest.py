@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -18,15 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import testinfra.host
-from testinfra.backend.lxc import LxcBackend
+import testinfra
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORY = Path(__file__).resolve().parent / "inventory"
 PROJECT = "fleet-test"
-LXD_LOST_EXEC = "Failed to retrieve PID of executing child process"
-# Seconds before a test's `lxc exec` that never answers is given up and asked again.
+# Seconds before a test's command that never answers fails the test (never a hang of the suite).
 EXEC_TIMEOUT = 300
+# The tests reach the nodes as the playbooks do: SSH over the bridge as root with the controller's
+# key (inventories/*/group_vars/fleet.yml), one connection per node kept open.
+SSH_OPTIONS = ("-o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
+               "-o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=4")
 BIN = Path(sys.executable).parent
 _RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
@@ -112,39 +115,21 @@ def _ansible(inventory, pattern, module, args):
 @functools.lru_cache(maxsize=None)
 def inventory_nodes(inventory):
     """The inventory's nodes as the fleet model sees them, each with `fixture`: whether the lab's
-    fixture app runs there. Read from the inventory alone (no LXD), so tests can be generated per node."""
+    fixture app runs there, and `key`: the controller's SSH key. Read from the inventory alone (no
+    LXD), so tests can be generated per node."""
     model = _ansible(inventory, "localhost", "adelie.fleet.fleet_model",
                      '{"roles": "{{ fleet_roles }}", "network": "{{ fleet_network }}", "pools": "{{ fleet_pools }}"}')
     nodes = model["localhost"]["fleet"]["nodes"]
-    fixture = _ansible(inventory, "fleet", "ansible.builtin.debug",
-                       "msg={{ fixture_app_enabled | default(false) | bool and fleet_node_docker | bool }}")
+    settings = _ansible(inventory, "fleet", "ansible.builtin.debug",
+                        "msg={{ {'roles': fixture_app_node_roles | default([]), 'key': fleet_ssh_key_file} }}")
     for name, node in nodes.items():
-        node["fixture"] = fixture[name]["msg"] in (True, "True")
+        node["fixture"] = node["docker"] and node["role"] in settings[name]["msg"]["roles"]
+        node["key"] = os.path.expanduser(settings[name]["msg"]["key"])
     return nodes
 
 
-class LxdProjectBackend(LxcBackend):
-    """testinfra's lxc backend in an LXD project (it has no --project), asking LXD again when it
-    loses an exec's status (see Fleet.exec)."""
-
-    def __init__(self, name, project, **kwargs):
-        super().__init__(name, **kwargs)
-        self.project = project
-
-    def run(self, command, *args, **kwargs):
-        cmd = self.get_command(command, *args)
-        for attempt in range(4):
-            out = self.run_local("lxc exec --project %s %s --mode=non-interactive -- /bin/sh -c %s",
-                                 self.project, self.name, cmd)
-            if not (out.rc == 255 and LXD_LOST_EXEC in out.stderr):
-                break
-            time.sleep(1 + attempt)
-        out.command = self.encode(cmd)
-        return out
-
-
 class Fleet:
-    """A fleet of an inventory, reached with `lxc` in its LXD project."""
+    """A fleet of an inventory, reached by SSH at the nodes' addresses."""
 
     def __init__(self, inventory=INVENTORY, project=PROJECT):
         self.inventory = Path(inventory)
@@ -156,20 +141,16 @@ class Fleet:
         return run_playbook(playbook, *args, **kwargs)
 
     def exec(self, node, cmd, user=None, check=False):
-        """Run cmd in the node. LXD 5.0.2 sometimes loses an exec's output and status (the command
-        did run, see plugins/connection/lxd.py), and rarely never answers: the tests' commands are
-        safe to run again, so both are asked again."""
-        command = ["lxc", "exec", "--project", self.project, node, "--"]
-        command += ["su", "-", user, "-c", cmd] if user else ["sh", "-c", cmd]
-        for attempt in range(4):
-            try:
-                proc = subprocess.run(command, capture_output=True, text=True, check=False, timeout=EXEC_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc = subprocess.CompletedProcess(command, 124, "", "no answer in %d s" % EXEC_TIMEOUT)
-                continue
-            if not (proc.returncode == 255 and LXD_LOST_EXEC in proc.stderr):
-                break
-            time.sleep(1 + attempt)
+        """Run cmd in the node as root (or as user, through su) by SSH."""
+        command = ["ssh", *SSH_OPTIONS.split(), "-o", "ControlMaster=auto", "-o", "ControlPersist=60",
+                   "-o", "ControlPath=/tmp/adelie-fleet-cp/test-%C", "-i", self.nodes[node]["key"],
+                   "root@" + self.nodes[node]["ipv4"]]
+        command += ["su", "-", user, "-c", shlex.quote(cmd)] if user else [shlex.quote(cmd)]
+        os.makedirs("/tmp/adelie-fleet-cp", exist_ok=True)
+        try:
+            proc = subprocess.run(command, capture_output=True, text=True, check=False, timeout=EXEC_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc = subprocess.CompletedProcess(command, 124, "", "%s: no answer in %d s" % (node, EXEC_TIMEOUT))
         if check:
             proc.check_returncode()
         return proc
@@ -178,8 +159,9 @@ class Fleet:
         return lxc_json("/1.0/instances/%s" % node, self.project)
 
     def host(self, node):
-        """The node as a testinfra host."""
-        return testinfra.host.Host(LxdProjectBackend(node, self.project))
+        """The node as a testinfra host (its ssh backend)."""
+        return testinfra.get_host("ssh://root@" + self.nodes[node]["ipv4"], ssh_identity_file=self.nodes[node]["key"],
+                                  ssh_extra_args=SSH_OPTIONS, timeout=EXEC_TIMEOUT)
 
 
 @pytest.fixture(scope="session")

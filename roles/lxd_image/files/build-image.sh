@@ -23,6 +23,14 @@ mkdir -p "$root/etc/systemd/network"
 printf '[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n' >"$root/etc/systemd/network/eth0.network"
 chroot "$root" systemctl enable systemd-networkd.service systemd-resolved.service >/dev/null 2>&1
 ln -sf /run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
+# sshd (the node layer's transport) takes keys only; each container makes its own host keys at
+# first boot, instead of every container sharing the image's.
+mkdir -p "$root/etc/ssh/sshd_config.d" "$root/etc/systemd/system/ssh.service.d"
+printf 'PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n' \
+    >"$root/etc/ssh/sshd_config.d/adelie-fleet.conf"
+rm -f "$root"/etc/ssh/ssh_host_*
+printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n' \
+    >"$root/etc/systemd/system/ssh.service.d/adelie-fleet-host-keys.conf"
 # Each container gets its own machine id and host name at first boot.
 : >"$root/etc/machine-id"
 rm -f "$root/var/lib/dbus/machine-id" "$root/etc/hostname"
