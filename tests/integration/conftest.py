@@ -18,10 +18,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import playbook_run
 import pytest
 import testinfra
+from playbook_run import BIN, REPO
 
-REPO = Path(__file__).resolve().parents[2]
 INVENTORY = Path(__file__).resolve().parent / "inventory"
 PROJECT = "fleet-test"
 # Seconds before a test's command that never answers fails the test (never a hang of the suite).
@@ -30,41 +31,12 @@ EXEC_TIMEOUT = 300
 # key (inventories/*/group_vars/fleet.yml), one connection per node kept open.
 SSH_OPTIONS = ("-o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
                "-o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=4")
-BIN = Path(sys.executable).parent
-_RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 pytestmark = pytest.mark.integration
 
 
-@dataclass
-class Result:
-    rc: int
-    out: str
-    seconds: float
-    recap: dict = field(default_factory=dict)
-
-    def changed_hosts(self):
-        return {host: counts["changed"] for host, counts in self.recap.items() if counts["changed"]}
-
-    def __str__(self):
-        """For assertion messages: every failed task with its message, then the end of the output."""
-        lines = self.out.splitlines()
-        failed = [" / ".join(lines[i:i + 3]) for i, line in enumerate(lines)
-                  if line.startswith(("fatal:", "failed:")) or "FAILED!" in line]
-        return "\n".join(failed[:20] + ["..."] + lines[-40:])
-
-
 def run_playbook(playbook, *args, inventory=INVENTORY, env=None):
-    """ansible-playbook from the checkout; returns rc, the whole output and the parsed recap."""
-    started = time.monotonic()
-    proc = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(REPO / playbook), *args],
-        cwd=REPO, capture_output=True, text=True,
-        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", **(env or {})}, check=False)
-    out = proc.stdout + proc.stderr
-    recap = {m[0]: {"ok": int(m[1]), "changed": int(m[2]), "unreachable": int(m[3]), "failed": int(m[4])}
-             for m in _RECAP.findall(out)}
-    return Result(proc.returncode, out, time.monotonic() - started, recap)
+    return playbook_run.run_playbook(playbook, *args, inventory=inventory, env=env)
 
 
 def eventually(read, wanted, timeout=30, interval=1):
@@ -145,7 +117,8 @@ class Fleet:
         command = ["ssh", *SSH_OPTIONS.split(), "-o", "ControlMaster=auto", "-o", "ControlPersist=60",
                    "-o", "ControlPath=/tmp/adelie-fleet-cp/test-%C", "-i", self.nodes[node]["key"],
                    "root@" + self.nodes[node]["ipv4"]]
-        command += ["su", "-", user, "-c", shlex.quote(cmd)] if user else [shlex.quote(cmd)]
+        # ssh hands its words to the remote shell: cmd as it is, or quoted once for su.
+        command += ["su", "-", user, "-c", shlex.quote(cmd)] if user else [cmd]
         os.makedirs("/tmp/adelie-fleet-cp", exist_ok=True)
         try:
             proc = subprocess.run(command, capture_output=True, text=True, check=False, timeout=EXEC_TIMEOUT)

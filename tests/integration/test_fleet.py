@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 
 import pytest
@@ -65,26 +67,71 @@ def test_check_mode_on_converged_fleet_changes_nothing(lab):
     assert check.changed_hosts() == {}, str(check)
 
 
-BAD_ENTRIES = {
-    "address outside the subnet": ({"fleet_ipv4": "10.20.0.5"}, "fleet_ipv4"),
-    "duplicate address": ({"fleet_ipv4": "10.10.10.231"}, "fleet_ipv4"),
-    "unparsable memory size": ({"fleet_ipv4": "10.10.10.239", "fleet_memory": "2 gigs"}, "fleet_memory"),
+# A canary the host layer would create at once if it ran before validation: a new storage pool.
+CANARY_POOL = {"name": "ft-canary", "driver": "btrfs", "size": "1GiB"}
+LAB_POOLS = [{"name": "fleet", "driver": "btrfs", "size": "64GiB"}]
+MEMBER = {"login": "carol", "name": "Carol Test", "email": "carol@adelie.invalid"}
+# case: (node name, role group, host vars, extra vars, what the message must name)
+BAD_INVENTORIES = {
+    "address outside the subnet": ("ft-bad", "deploy", {"fleet_ipv4": "10.20.0.5"}, {}, "fleet_ipv4"),
+    "duplicate address": ("ft-bad", "deploy", {"fleet_ipv4": "10.10.10.231"}, {}, "fleet_ipv4"),
+    "unparsable memory size": ("ft-bad", "deploy", {"fleet_ipv4": "10.10.10.239", "fleet_memory": "2 gigs"}, {},
+                               "fleet_memory"),
+    "size LXD rejects (a space)": ("ft-bad", "deploy", {"fleet_ipv4": "10.10.10.239", "fleet_memory": "12 GB"}, {},
+                                   "fleet_memory"),
+    "member login root": ("ft-bad", "dev", {"fleet_ipv4": "10.10.10.239", "fleet_member": {**MEMBER, "login": "root"}},
+                          {}, "fleet_member.login"),
+    "member login a system account": ("ft-bad", "dev", {"fleet_ipv4": "10.10.10.239",
+                                                        "fleet_member": {**MEMBER, "login": "nobody"}},
+                                      {}, "fleet_member.login"),
+    "login ending in a newline": ("ft-bad", "dev", {"fleet_ipv4": "10.10.10.239",
+                                                    "fleet_member": {**MEMBER, "login": "carol\n"}},
+                                  {}, "fleet_member.login"),
+    "e-mail ending in a newline": ("ft-bad", "dev", {"fleet_ipv4": "10.10.10.239",
+                                                     "fleet_member": {**MEMBER, "email": "carol@adelie.invalid\n"}},
+                                   {}, "fleet_member.email"),
+    "name ending in a newline": ("ft-bad", "dev", {"fleet_ipv4": "10.10.10.239",
+                                                  "fleet_member": {**MEMBER, "name": "Carol\n"}},
+                                 {}, "fleet_member.name"),
+    "uppercase node name": ("FT-Bad", "deploy", {"fleet_ipv4": "10.10.10.239"}, {}, "uppercase"),
+    "pool without a size": ("ft-bad", "deploy", {"fleet_ipv4": "10.10.10.239"},
+                            {"fleet_pools": LAB_POOLS + [{"name": "ft-canary", "driver": "btrfs"}]}, "size"),
+    "non-numeric fleet_host": ("ft-bad", "deploy", {"fleet_ipv4": "10.10.10.239"},
+                               {"fleet_host": {"cpus": "many", "memory": "24GiB"}}, "fleet_host.cpus"),
+    "non-numeric fleet_capacity": ("ft-bad", "deploy", {"fleet_ipv4": "10.10.10.239"},
+                                   {"fleet_capacity": {"cpu_overcommit": "lots"}}, "fleet_capacity.cpu_overcommit"),
 }
 
 
-@pytest.mark.parametrize("case", sorted(BAD_ENTRIES))
-def test_bad_input_fails_before_any_change(lab, tmp_path, case):
-    host_vars, field = BAD_ENTRIES[case]
-    # A bad new node, and in the same inventory a valid edit of an existing one.
-    extra = tmp_path / "bad.yml"
-    extra.write_text(yaml.safe_dump({"all": {"children": {"fleet": {"children": {"deploy": {"hosts": {
-        "ft-bad": host_vars, "ft-deploy": {"fleet_memory": "512MiB"}}}}}}}}))
-    before = lab.config("ft-deploy")["config"]["limits.memory"]
-    result = lab.playbook("playbooks/fleet.yml", "-i", str(extra))
+def host_state(lab):
+    """What a run could change on the host: LXD's objects, the installed packages, a node's limits."""
+    lxd = {path: lxc_json(path, project) for path in ("/1.0/instances", "/1.0/profiles", "/1.0/networks",
+                                                       "/1.0/storage-pools", "/1.0/projects", "/1.0/images")
+           for project in ("default", lab.project)}
+    packages = subprocess.run(["dpkg-query", "--show"], capture_output=True, text=True, check=True).stdout
+    return {"lxd": lxd, "packages": packages, "ft-deploy": lab.config("ft-deploy")["config"]}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INVENTORIES))
+def test_bad_inventory_is_refused_before_any_change(lab, tmp_path, case):
+    node, group, host_vars, bad_vars, field = BAD_INVENTORIES[case]
+    # The bad entry, a valid edit of an existing node and, unless the case is about pools, a new
+    # pool: each of them a change the run would make if it validated late.
+    inventory = tmp_path / "bad.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"children": {"fleet": {"children": {
+        group: {"hosts": {node: host_vars}}}}}}}))
+    edit = tmp_path / "edit.yml"
+    edit.write_text(yaml.safe_dump({"all": {"children": {"fleet": {"children": {"deploy": {"hosts": {
+        "ft-deploy": {"fleet_memory": "512MiB"}}}}}}}}))
+    extra_vars = {"fleet_pools": LAB_POOLS + [CANARY_POOL], **bad_vars}
+    before = host_state(lab)
+    result = lab.playbook("site.yml", "-i", str(inventory), "-i", str(edit), "-e", json.dumps(extra_vars))
     assert result.rc != 0
-    # The message names the node and the field (a duplicate names both nodes).
+    # The message names the node (or the variable) and the field; a duplicate names both nodes.
     message = next(line for line in result.out.splitlines() if line.startswith("fatal:"))
-    assert "ft-bad" in message and field in message, str(result)
-    # Nothing was created or changed.
-    assert lxc_json("/1.0/instances/ft-bad") is None
-    assert lab.config("ft-deploy")["config"]["limits.memory"] == before
+    assert field in message, str(result)
+    if not bad_vars:
+        assert node in message, str(result)
+    # The model play is the only one that ran, and nothing on the host changed.
+    assert "PLAY [Prepare the LXD host" not in result.out, str(result)
+    assert host_state(lab) == before

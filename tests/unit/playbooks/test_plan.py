@@ -1,9 +1,13 @@
-"""plan.yml prints the capacity table of any inventory and changes nothing; no LXD needed."""
+"""plan.yml prints the capacity table of any inventory and changes nothing; no LXD needed (the
+production inventory declares its host's size)."""
 
 from __future__ import annotations
 
+import json
+
+import pytest
 import yaml
-from conftest import REPO, run_playbook
+from playbook_run import REPO, run_playbook
 
 PRODUCTION = REPO / "inventories" / "production"
 
@@ -26,3 +30,21 @@ def test_plan_refuses_deploy_test_back_at_64_gib(tmp_path):
     assert result.rc != 0
     assert "memory overcommitted: the fleet asks 114GiB, the host may hand out 82GiB. " \
            "Biggest consumers: deploy-test 64GiB" in result.out, result
+
+
+def test_an_inventory_that_fails_to_parse_is_an_error(tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text("all:\n  children:\n    fleet: [unclosed\n")
+    result = run_playbook("playbooks/plan.yml", "-i", str(broken), inventory=PRODUCTION)
+    assert result.rc != 0
+    assert "broken.yml" in result.out and "no hosts matched" not in result.out, result
+
+
+@pytest.mark.parametrize("policy, field", [
+    ({"fleet_host": {"cpus": "many", "memory": "84GiB"}}, "fleet_host.cpus"),
+    ({"fleet_capacity": {"cpu_overcommit": "lots"}}, "fleet_capacity.cpu_overcommit"),
+])
+def test_a_non_numeric_host_or_policy_names_the_variable(policy, field):
+    result = run_playbook("playbooks/plan.yml", "-e", json.dumps(policy), inventory=PRODUCTION)
+    assert result.rc != 0
+    assert field in result.out and "Traceback" not in result.out, result
