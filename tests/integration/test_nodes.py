@@ -131,8 +131,8 @@ def test_member_account_and_docker_without_sudo(fleet, member_node):
     user = host.user(login)
     assert user.exists and user.shell == "/bin/bash"
     sudoers = host.file("/etc/sudoers.d/%s" % login)
-    if sudoers.exists:
-        assert sudoers.mode == 0o440 and host.run("visudo -cf %s", sudoers.path).rc == 0
+    assert sudoers.exists, "%s has no sudoers entry" % login
+    assert sudoers.mode == 0o440 and host.run("visudo -cf %s", sudoers.path).rc == 0
     if fleet.nodes[member_node]["docker"]:
         assert "docker" in user.groups
         proc = as_member(host, login, "docker ps --format '{{.Names}}'")
@@ -231,3 +231,48 @@ def test_rerun_changes_nothing_and_keeps_a_hand_edited_env(fleet, may_write):
     finally:
         for name, env in envs.items():
             as_member(hosts[name], fleet.nodes[name]["member"]["login"], "sed -i '/^%s$/d' %s" % (marker, env.path))
+
+
+def test_rerun_puts_back_node_files_edited_by_hand(fleet, may_write, request):
+    """Drift: on one node that has a member and Docker, the apt proxy file, the member's sudoers
+    entry and Docker's daemon.json are edited by hand (each edit keeps the file valid); a re-run of
+    playbooks/nodes.yml puts each back as it was (content, mode, owner) and changes no other node.
+    On an existing fleet daemon.json is left alone: putting it back restarts Docker and every
+    container of that node."""
+    if not may_write:
+        pytest.skip("existing fleet: set FLEET_VERIFY_WRITE=1 to edit node files and re-run the node layer")
+    names = [name for name, node in sorted(fleet.nodes.items()) if node["member"] and node["docker"]]
+    if not names:
+        pytest.skip("no node has both a member and Docker")
+    name = names[0]
+    host = fleet.host(name)
+    login = fleet.nodes[name]["member"]["login"]
+    edits = {
+        "/etc/apt/apt.conf.d/01adelie-fleet-proxy": "echo '// edited by hand' >> %s",
+        "/etc/sudoers.d/%s" % login: "echo '# edited by hand' >> %s",
+    }
+    if not _existing_inventory(request.config):
+        edits["/etc/docker/daemon.json"] = """sed -i 's/"max-file": "3"/"max-file": "9"/' %s"""
+    files = {path: host.file(path) for path in edits}
+    before = {path: (f.sha256sum, f.mode, f.user, f.group) for path, f in files.items()}
+    # Copies outside the edited directories: apt and sudo read every file of theirs.
+    backup = "/root/drift-test-%d" % os.getpid()
+    assert host.run("mkdir -p %s", backup).rc == 0
+    try:
+        for path, edit in edits.items():
+            assert host.run("cp -p %s %s/", path, backup).rc == 0, path
+            proc = host.run(edit, path)
+            assert proc.rc == 0 and files[path].sha256sum != before[path][0], (path, proc.stderr)
+        result = playbook(fleet)
+        assert result.rc == 0, str(result)
+        assert set(result.changed_hosts()) == {name}, str(result)
+        after = {path: (f.sha256sum, f.mode, f.user, f.group) for path, f in files.items()}
+        assert after == before
+        assert host.run("visudo -cf /etc/sudoers.d/%s", login).rc == 0
+        if "/etc/docker/daemon.json" in edits:
+            assert eventually(lambda: host.service("docker").is_running, True), "docker did not come back"
+    finally:
+        for path, f in files.items():
+            if f.sha256sum != before[path][0]:
+                host.run("cp -p %s/%s %s", backup, os.path.basename(path), path)
+        host.run("rm -rf %s", backup)

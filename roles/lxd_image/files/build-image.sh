@@ -1,14 +1,17 @@
 #!/bin/sh
 # Build a unified LXD image tarball of Debian with systemd, offline-capable (debootstrap from
-# a Debian mirror only). Usage: build-image.sh SUITE MIRROR OUT.tar PKG,PKG,...
+# a Debian mirror only). Usage: build-image.sh SUITE MIRROR OUT.tar PKG,PKG,... [TIMEOUT]
+# debootstrap gets TIMEOUT seconds (default 900), then it is stopped and the build fails.
 set -eu
-suite="$1"; mirror="$2"; out="$3"; packages="$4"
+suite="$1"; mirror="$2"; out="$3"; packages="$4"; limit="${5:-900}"
 work=$(mktemp -d /var/tmp/fleet-image.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 root="$work/rootfs"
 
-debootstrap --variant=minbase --include="$packages" "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 \
-    || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
+timeout --kill-after=30 "$limit" \
+    debootstrap --variant=minbase --include="$packages" "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 \
+    || { rc=$?; tail -n 30 "$work/debootstrap.log" >&2
+         [ "$rc" -ne 124 ] || echo "debootstrap did not finish in $limit s" >&2; exit 1; }
 
 cat >"$root/etc/apt/sources.list" <<SOURCES
 deb $mirror $suite main
