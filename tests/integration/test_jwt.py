@@ -35,6 +35,35 @@ def set_secret(lab, node, value):
              "docker-compose -p fleet-app up -d --no-deps --force-recreate backend-api" % (value, app, app), check=True)
 
 
+def env_values(lab):
+    """Every value of every app node's .env (long enough not to occur by chance in any output)."""
+    return {line.split("=", 1)[1].strip().strip("'\"") for node in APP_NODES for line in env_lines(lab, node)
+            if "=" in line and not line.lstrip().startswith("#")} - {""}
+
+
+def test_check_diff_shows_no_value_of_any_env(lab):
+    """--check --diff of a rotation (which has a diff to show) and of the whole site (make check):
+    key names at most, never a value of any .env, here a database password among them."""
+    password = "hunter2-%d" % time.time_ns()
+    for node, app in APP_NODES.items():
+        lab.exec(node, "printf 'DB_URL=postgres://app:%s@10.10.10.210/app\\n' >> %s/.env" % (password, app),
+                 check=True)
+    set_secret(lab, "ft-dev1", "changeme")
+    try:
+        values = {value for value in env_values(lab) if len(value) >= 6}
+        assert "changeme" in values and any(password in value for value in values)
+        rotation = lab.playbook("playbooks/rotate_jwt.yml", "--check", "--diff")
+        site = lab.playbook("site.yml", "--check", "--diff")
+        for result in (rotation, site):
+            assert result.rc == 0, str(result)
+            leaked = sorted(value for value in values if value in result.out)
+            assert not leaked, "values of .env in the output: %s" % leaked
+        assert "JWT_SECRET" in rotation.out and "<redacted" in rotation.out, str(rotation)
+    finally:
+        for node, app in APP_NODES.items():
+            lab.exec(node, "sed -i '/^DB_URL=postgres:\\/\\/app:hunter2-/d' %s/.env" % app)
+
+
 def test_default_secret_is_unhealthy_and_rotation_heals_it(lab):
     weak = {"ft-dev1": "changeme", "ft-dev2": "short-but-unique-4711"}
     for node, value in weak.items():

@@ -1,13 +1,13 @@
 """The node layer from the inside: Docker, the member's account and toolchains, the app checkout.
 
-testinfra hosts reached with `lxc exec` in the fleet's LXD project (conftest.LxdProjectBackend).
+testinfra hosts reached by SSH at the nodes' addresses, as the playbooks reach them.
 By default these tests use the session fleet of the integration conftest (`lab`: LXD project
 fleet-test, converged with site.yml). Pointed at an existing fleet they only look, never converge
 or delete anything, and run the node layer in check mode instead of for real:
 
     FLEET_INVENTORY=inventories/production .venv/bin/python -m pytest tests/integration/test_nodes.py
 
-(run on the LXD host, where `lxc` reaches the fleet's project). FLEET_VERIFY_WRITE=1 also allows
+(run where the controller's SSH key reaches the nodes). FLEET_VERIFY_WRITE=1 also allows
 the tests that write: a marker line in each member's .env (removed afterwards) and a real re-run
 of playbooks/nodes.yml.
 """
@@ -19,7 +19,7 @@ import os
 import re
 
 import pytest
-from conftest import INVENTORY, LXD_LOST_EXEC, REPO, Fleet, _ansible, eventually, inventory_nodes
+from conftest import INVENTORY, REPO, Fleet, _ansible, eventually, inventory_nodes
 
 pytestmark = pytest.mark.integration
 
@@ -62,18 +62,8 @@ def may_write(request):
     return not _existing_inventory(request.config) or os.environ.get("FLEET_VERIFY_WRITE") == "1"
 
 
-def playbook(fleet, *args, tries=3):
-    """Run playbooks/nodes.yml; a run broken only by LXD's lost exec results is run again."""
-    for _attempt in range(tries):
-        result = fleet.playbook("playbooks/nodes.yml", *args)
-        failures = [line for line in result.out.splitlines() if line.startswith(("fatal:", "failed:"))]
-        if result.rc == 0 or not failures or not all(LXD_LOST_EXEC in line for line in failures):
-            return result
-    return result
-
-
-def app_dir(node):
-    return "/home/%s/app" % node["member"]["login"] if node["member"] else "/opt/fleet-app"
+def playbook(fleet, *args):
+    return fleet.playbook("playbooks/nodes.yml", *args)
 
 
 def as_member(host, login, cmd):
@@ -158,7 +148,7 @@ def test_app_checkout_and_env(fleet, app_node):
     host = fleet.host(app_node)
     node = fleet.nodes[app_node]
     owner = node["member"]["login"] if node["member"] else "root"
-    app = app_dir(node)
+    app = node["app_dir"]
     assert host.file("%s/.git" % app).is_directory, "%s is not a checkout" % app
     assert host.file(app).user == owner
     env = host.file("%s/.env" % app)
@@ -210,14 +200,13 @@ def test_rerun_changes_nothing_and_keeps_a_hand_edited_env(fleet, may_write):
     if not may_write:
         pytest.skip("existing fleet: set FLEET_VERIFY_WRITE=1 to re-run the node layer and edit .env files")
     hosts = {name: fleet.host(name) for name, node in sorted(fleet.nodes.items()) if node["member"]}
-    envs = {name: hosts[name].file("%s/.env" % app_dir(fleet.nodes[name])) for name in hosts}
+    envs = {name: hosts[name].file("%s/.env" % fleet.nodes[name]["app_dir"]) for name in hosts}
     envs = {name: env for name, env in envs.items() if env.exists}
     assert envs, "no member's node has an app checkout with a .env"
     marker = "# edited-by-hand-test-nodes-%d" % os.getpid()
     digests = {}
     for name, env in envs.items():
-        # As the member (the file keeps its owner and mode), and once even if LXD loses the answer
-        # and the command is run again.
+        # As the member (the file keeps its owner and mode), once.
         proc = as_member(hosts[name], fleet.nodes[name]["member"]["login"],
                          "grep -qxF '%s' %s || echo '%s' >> %s" % (marker, env.path, marker, env.path))
         assert proc.rc == 0, (name, proc.stderr)

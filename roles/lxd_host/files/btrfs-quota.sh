@@ -1,0 +1,21 @@
+#!/bin/sh
+# Keep btrfs quota accounting exact on the fleet's btrfs pools, so root-disk sizes stay enforced.
+# Usage: btrfs-quota.sh POOL_DIR...   Prints what it changed (nothing when all was in order).
+# Since Linux 6.x, dropping a subvolume taller than qgroups/drop_subtree_threshold (3 by default)
+# skips its accounting and marks the filesystem's qgroups inconsistent: after deleting a container
+# with Docker's nested subvolumes, no container's size is enforced until a rescan. Level 8 (the
+# maximum) always accounts; the setting lives in sysfs, so it is set again after each mount.
+set -eu
+for dir in "$@"; do
+    uuid=$(findmnt --noheadings --output UUID --target "$dir")
+    qgroups="/sys/fs/btrfs/$uuid/qgroups"
+    [ -d "$qgroups" ] || continue
+    if [ -f "$qgroups/drop_subtree_threshold" ] && [ "$(cat "$qgroups/drop_subtree_threshold")" != 8 ]; then
+        echo 8 >"$qgroups/drop_subtree_threshold"
+        echo "$dir: drop_subtree_threshold set to 8"
+    fi
+    if [ -f "$qgroups/inconsistent" ] && [ "$(cat "$qgroups/inconsistent")" = 1 ]; then
+        timeout 600 btrfs quota rescan -w "$dir" >/dev/null
+        echo "$dir: quota accounting was inconsistent, rescanned"
+    fi
+done
