@@ -62,11 +62,13 @@ rm -f "$newbie"
 
 # The JWT incident on every dev node: a default secret, then one fleet-wide rotation.
 if [ -f playbooks/rotate_jwt.yml ]; then
-    for node in $nodes; do
-        app=$(lxc exec --project "$project" "$node" -- sh -c 'ls -d /home/*/app 2>/dev/null | head -n 1')
-        [ -n "$app" ] || continue
-        lxc exec --project "$project" "$node" -- sh -c "sed -i 's/^JWT_SECRET=.*/JWT_SECRET=changeme/' $app/.env"
-    done
+    # shellcheck disable=SC2016  # $f expands on the nodes
+    ansible -i "$INVENTORY" fleet -m ansible.builtin.shell \
+        -a 'for f in /home/*/app/.env; do [ -f "$f" ] && sed -i "s/^JWT_SECRET=.*/JWT_SECRET=changeme/" "$f"; done; true' >/dev/null
     timed "fleet-wide JWT rotation (recreate + health)" "${PLAY[@]}" playbooks/rotate_jwt.yml
 fi
 timed "plan.yml on the production inventory" ansible-playbook -i inventories/production playbooks/plan.yml
+
+# The node layer's transport: 2,000 commands over the lab's nodes in parallel, SSH (what the
+# playbooks use) beside `lxc exec` (what they used before: it loses outputs and hangs here).
+bench/transport.py -i "$INVENTORY" --via ssh lxc --commands 2000 --timeout 30
