@@ -5,15 +5,23 @@ Each command echoes a marker of its own; an answer without it (or with a non-zer
 lost output, a command with no answer within --timeout is a hang (killed, counted, the run goes on).
 Prints one line per transport: commands, lost, hangs, seconds, commands per second.
 
-  bench/transport.py -i inventories/lab --via ssh lxc --commands 2000
+Transports (--via):
+  ssh   ssh root@<fleet_ipv4> echo <marker>   (multiplexed: one ControlMaster per node)
+  lxc   lxc exec <node> -- echo <marker>      (LXD's exec, output streamed over a websocket)
+  rest  POST /1.0/instances/<node>/exec on LXD's unix socket, record-output, read back the log file
+
+  bench/transport.py -i inventories/lab --via ssh lxc rest --commands 2000
   bench/transport.py -i tests/integration/inventory --via ssh --json   (the integration test)
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import math
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 SSH_OPTIONS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10", "-o", "ControlMaster=auto",
                "-o", "ControlPath=/tmp/adelie-fleet-cp/bench-%C", "-o", "ControlPersist=60"]
+LXD_SOCKET = "/var/lib/lxd/unix.socket"
 
 
 def fleet_nodes(inventory):
@@ -45,18 +54,97 @@ def command_for(via, name, node, marker):
     return ["lxc", "exec", "--project", node["project"], name, "--", "echo", marker]
 
 
+class LXDError(Exception):
+    """An error answer of LXD's REST API (or a failed operation)."""
+
+
+class LXDConnection(http.client.HTTPConnection):
+    """HTTP to LXD's REST API over its unix socket; the timeout bounds every socket operation."""
+
+    def __init__(self, timeout):
+        super().__init__("lxd", timeout=timeout)
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(LXD_SOCKET)
+
+    def call(self, method, path, project, body=None):
+        """The answer's body (raw for a log file, the JSON's metadata otherwise); LXDError on an error."""
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        self.request(method, "%s%sproject=%s" % (path, "&" if "?" in path else "?", project),
+                     body=None if body is None else json.dumps(body), headers=headers)
+        response = self.getresponse()
+        data = response.read()
+        if response.getheader("Content-Type", "").startswith("application/json"):
+            answer = json.loads(data)
+            if answer.get("error"):
+                raise LXDError("%s %s: %s" % (method, path, answer["error"]))
+            return answer["metadata"]
+        if response.status >= 400:
+            raise LXDError("%s %s: HTTP %d" % (method, path, response.status))
+        return data
+
+
+def delete_logs(lxd, name, project, operation):
+    """Delete the exec's log files (named after its operation), or they pile up in /var/log/lxd/<name>."""
+    for stream in ("stdout", "stderr"):
+        try:
+            lxd.call("DELETE", "/1.0/instances/%s/logs/exec_%s.%s" % (name, operation, stream), project)
+        except LXDError as error:
+            print("rest %s: %s" % (name, error), file=sys.stderr)
+
+
+def rest_exec(lxd, name, project, marker, timeout):
+    """(exit status, stdout) of `echo marker` through LXD's REST API; TimeoutError past the timeout.
+
+    A candidate to replace `lxc exec`: the output is recorded by LXD in log files, not streamed over
+    a websocket. The exec is an async operation: wait for it, read its stdout log, delete its logs.
+    """
+    deadline = time.monotonic() + timeout
+    try:
+        operation = lxd.call("POST", "/1.0/instances/%s/exec" % name, project, {
+            "command": ["echo", marker], "record-output": True, "wait-for-websocket": False,
+            "interactive": False, "environment": {}})
+        wait = max(1, math.ceil(deadline - time.monotonic()))
+        operation = lxd.call("GET", "/1.0/operations/%s/wait?timeout=%d" % (operation["id"], wait), project)
+        result = operation["metadata"] or {}
+        stdout = lxd.call("GET", result["output"]["1"], project).decode() if "output" in result else ""
+        delete_logs(lxd, name, project, operation["id"])  # whatever became of the exec (failed ones too)
+        if operation["status"] == "Running":
+            raise TimeoutError("operation %s still running" % operation["id"])
+        if operation["status"] != "Success":
+            raise LXDError("operation %s: %s" % (operation["status"], operation["err"]))
+        return result["return"], stdout
+    except TimeoutError:
+        lxd.close()  # a timed-out answer may still come: start over on a new connection
+        raise
+    except (OSError, http.client.HTTPException, LXDError) as error:
+        lxd.close()
+        print("rest %s: %s" % (name, error), file=sys.stderr)
+        return -1, ""
+
+
 def run_node(via, name, node, count, timeout):
     lost = hangs = 0
+    # one connection per worker; the socket timeout (a margin over LXD's own wait) stops a stuck request
+    lxd = LXDConnection(timeout + 5) if via == "rest" else None
     for index in range(count):
         marker = "adelie-%s-%d" % (name, index)
         try:
-            proc = subprocess.run(command_for(via, name, node, marker), capture_output=True, text=True,
-                                  timeout=timeout, check=False)
-        except subprocess.TimeoutExpired:
+            if lxd:
+                returncode, stdout = rest_exec(lxd, name, node["project"], marker, timeout)
+            else:
+                proc = subprocess.run(command_for(via, name, node, marker), capture_output=True, text=True,
+                                      timeout=timeout, check=False)
+                returncode, stdout = proc.returncode, proc.stdout
+        except (subprocess.TimeoutExpired, TimeoutError):
             hangs += 1
             continue
-        if proc.returncode != 0 or proc.stdout.strip() != marker:
+        if returncode != 0 or stdout.strip() != marker:
             lost += 1
+    if lxd:
+        lxd.close()
     return lost, hangs
 
 
@@ -77,7 +165,7 @@ def stress(via, nodes, commands, timeout):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-i", "--inventory", default="inventories/lab")
-    parser.add_argument("--via", nargs="+", choices=("ssh", "lxc"), default=["ssh", "lxc"])
+    parser.add_argument("--via", nargs="+", choices=("ssh", "lxc", "rest"), default=["ssh", "lxc"])
     parser.add_argument("--commands", type=int, default=2000)
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds before a command counts as hung")
     parser.add_argument("--json", action="store_true", help="one JSON object per transport")
