@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Stress a transport to the fleet's nodes: N commands spread over the nodes, one worker per node.
 
 Each command echoes a marker of its own; an answer without it (or with a non-zero status) is a
@@ -10,8 +9,8 @@ Transports (--via):
   lxc   lxc exec <node> -- echo <marker>      (LXD's exec, output streamed over a websocket)
   rest  POST /1.0/instances/<node>/exec on LXD's unix socket, record-output, read back the log file
 
-  bench/transport.py -i inventories/lab --via ssh lxc rest --commands 2000
-  bench/transport.py -i tests/integration/inventory --via ssh --json   (the integration test)
+  python bench/transport.py -i inventories/lab --via ssh lxc rest --commands 2000
+  python bench/transport.py -i tests/integration/inventory --via ssh --json   (the integration test)
 """
 
 from __future__ import annotations

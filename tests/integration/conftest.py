@@ -10,12 +10,9 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import shlex
 import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import playbook_run

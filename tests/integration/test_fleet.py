@@ -71,43 +71,39 @@ def test_check_mode_on_converged_fleet_changes_nothing(lab):
 CANARY_POOL = {"name": "ft-canary", "driver": "btrfs", "size": "1GiB"}
 LAB_POOLS = [{"name": "fleet", "driver": "btrfs", "size": "64GiB"}]
 MEMBER = {"login": "carol", "name": "Carol Test", "email": "carol@adelie.invalid"}
+NEW_NODE = {"fleet_ipv4": "10.10.10.239"}
+
+
+def new_member_node(**member):
+    return {**NEW_NODE, "fleet_member": {**MEMBER, **member}}
+
+
 # case: (node name, role group, host vars, extra vars, what the message must name)
 BAD_INVENTORIES = {
     "address outside the subnet": ("ft-bad", "deploy", {"fleet_ipv4": "10.20.0.5"}, {}, "fleet_ipv4"),
     "duplicate address": ("ft-bad", "deploy", {"fleet_ipv4": "10.10.10.231"}, {}, "fleet_ipv4"),
-    "unparsable memory size": ("ft-bad", "deploy", {"fleet_ipv4": "10.10.10.239", "fleet_memory": "2 gigs"}, {},
-                               "fleet_memory"),
-    "size LXD rejects (a space)": ("ft-bad", "deploy", {"fleet_ipv4": "10.10.10.239", "fleet_memory": "12 GB"}, {},
-                                   "fleet_memory"),
-    "member login root": ("ft-bad", "dev", {"fleet_ipv4": "10.10.10.239", "fleet_member": {**MEMBER, "login": "root"}},
-                          {}, "fleet_member.login"),
-    "member login a system account": ("ft-bad", "dev", {"fleet_ipv4": "10.10.10.239",
-                                                        "fleet_member": {**MEMBER, "login": "nobody"}},
-                                      {}, "fleet_member.login"),
-    "login ending in a newline": ("ft-bad", "dev", {"fleet_ipv4": "10.10.10.239",
-                                                    "fleet_member": {**MEMBER, "login": "carol\n"}},
-                                  {}, "fleet_member.login"),
-    "e-mail ending in a newline": ("ft-bad", "dev", {"fleet_ipv4": "10.10.10.239",
-                                                     "fleet_member": {**MEMBER, "email": "carol@adelie.invalid\n"}},
-                                   {}, "fleet_member.email"),
-    "name ending in a newline": ("ft-bad", "dev", {"fleet_ipv4": "10.10.10.239",
-                                                  "fleet_member": {**MEMBER, "name": "Carol\n"}},
-                                 {}, "fleet_member.name"),
-    "uppercase node name": ("FT-Bad", "deploy", {"fleet_ipv4": "10.10.10.239"}, {}, "uppercase"),
-    "pool without a size": ("ft-bad", "deploy", {"fleet_ipv4": "10.10.10.239"},
+    "unparsable memory size": ("ft-bad", "deploy", {**NEW_NODE, "fleet_memory": "2 gigs"}, {}, "fleet_memory"),
+    "size LXD rejects (a space)": ("ft-bad", "deploy", {**NEW_NODE, "fleet_memory": "12 GB"}, {}, "fleet_memory"),
+    "member login root": ("ft-bad", "dev", new_member_node(login="root"), {}, "fleet_member.login"),
+    "member login a system account": ("ft-bad", "dev", new_member_node(login="nobody"), {}, "fleet_member.login"),
+    "login ending in a newline": ("ft-bad", "dev", new_member_node(login="carol\n"), {}, "fleet_member.login"),
+    "e-mail ending in a newline": ("ft-bad", "dev", new_member_node(email="carol@adelie.invalid\n"), {},
+                                   "fleet_member.email"),
+    "name ending in a newline": ("ft-bad", "dev", new_member_node(name="Carol\n"), {}, "fleet_member.name"),
+    "uppercase node name": ("FT-Bad", "deploy", NEW_NODE, {}, "uppercase"),
+    "pool without a size": ("ft-bad", "deploy", NEW_NODE,
                             {"fleet_pools": LAB_POOLS + [{"name": "ft-canary", "driver": "btrfs"}]}, "size"),
-    "non-numeric fleet_host": ("ft-bad", "deploy", {"fleet_ipv4": "10.10.10.239"},
-                               {"fleet_host": {"cpus": "many", "memory": "24GiB"}}, "fleet_host.cpus"),
-    "non-numeric fleet_capacity": ("ft-bad", "deploy", {"fleet_ipv4": "10.10.10.239"},
-                                   {"fleet_capacity": {"cpu_overcommit": "lots"}}, "fleet_capacity.cpu_overcommit"),
+    "non-numeric fleet_host": ("ft-bad", "deploy", NEW_NODE, {"fleet_host": {"cpus": "many", "memory": "24GiB"}},
+                               "fleet_host.cpus"),
+    "non-numeric fleet_capacity": ("ft-bad", "deploy", NEW_NODE, {"fleet_capacity": {"cpu_overcommit": "lots"}},
+                                   "fleet_capacity.cpu_overcommit"),
 }
 
 
 def host_state(lab):
     """What a run could change on the host: LXD's objects, the installed packages, a node's limits."""
-    lxd = {path: lxc_json(path, project) for path in ("/1.0/instances", "/1.0/profiles", "/1.0/networks",
-                                                       "/1.0/storage-pools", "/1.0/projects", "/1.0/images")
-           for project in ("default", lab.project)}
+    paths = ("/1.0/instances", "/1.0/profiles", "/1.0/networks", "/1.0/storage-pools", "/1.0/projects", "/1.0/images")
+    lxd = {(path, project): lxc_json(path, project) for path in paths for project in ("default", lab.project)}
     packages = subprocess.run(["dpkg-query", "--show"], capture_output=True, text=True, check=True).stdout
     return {"lxd": lxd, "packages": packages, "ft-deploy": lab.config("ft-deploy")["config"]}
 
