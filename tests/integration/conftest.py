@@ -112,8 +112,7 @@ class Fleet:
     def exec(self, node, cmd, user=None, check=False):
         """Run cmd in the node as root (or as user, through su) by SSH."""
         command = ["ssh", *SSH_OPTIONS.split(), "-o", "ControlMaster=auto", "-o", "ControlPersist=60",
-                   "-o", "ControlPath=/tmp/adelie-fleet-cp/test-%C", "-i", self.nodes[node]["key"],
-                   "root@" + self.nodes[node]["ipv4"]]
+                   "-o", "ControlPath=/tmp/adelie-fleet-cp/test-%C", "-i", self.key, "root@" + self.address(node)]
         # ssh hands its words to the remote shell: cmd as it is, or quoted once for su.
         command += ["su", "-", user, "-c", shlex.quote(cmd)] if user else [cmd]
         os.makedirs("/tmp/adelie-fleet-cp", exist_ok=True)
@@ -130,15 +129,28 @@ class Fleet:
 
     def host(self, node):
         """The node as a testinfra host (its ssh backend)."""
-        return testinfra.get_host("ssh://root@" + self.nodes[node]["ipv4"], ssh_identity_file=self.nodes[node]["key"],
+        return testinfra.get_host("ssh://root@" + self.address(node), ssh_identity_file=self.key,
                                   ssh_extra_args=SSH_OPTIONS, timeout=EXEC_TIMEOUT)
+
+    @property
+    def key(self):
+        return next(iter(self.nodes.values()))["key"]
+
+    def address(self, node):
+        """The node's address: from the inventory, or for a node a test added (onboarding), from LXD."""
+        if node in self.nodes:
+            return self.nodes[node]["ipv4"]
+        state = lxc_json("/1.0/instances/%s/state" % node, self.project) or {}
+        addresses = state.get("network", {}).get("eth0", {}).get("addresses", [])
+        return next(a["address"] for a in addresses if a["family"] == "inet")
 
 
 @pytest.fixture(scope="session")
 def lab():
     try:
         # On a bare machine the first converge installs LXD itself: nothing to clean before it.
-        if Path("/usr/bin/lxc").exists():
+        # A fleet kept by FLEET_TEST_KEEP=1 is converged again instead of rebuilt.
+        if Path("/usr/bin/lxc").exists() and not os.environ.get("FLEET_TEST_KEEP"):
             remove_project()
         result = run_playbook("site.yml")
         assert result.rc == 0, str(result)
