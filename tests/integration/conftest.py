@@ -13,6 +13,8 @@ import os
 import shlex
 import subprocess
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import playbook_run
@@ -135,6 +137,27 @@ class Fleet:
     @property
     def key(self):
         return next(iter(self.nodes.values()))["key"]
+
+    @property
+    def monitoring_node(self):
+        return next(name for name, node in self.nodes.items() if node["role"] == "infra")
+
+    def api(self, path, port=9090, **params):
+        """GET a JSON API of the monitoring node: Prometheus's (9090) or Alertmanager's (9093)."""
+        url = "http://%s:%d%s" % (self.address(self.monitoring_node), port, path)
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (the test fleet's own address)
+            return json.load(response)
+
+    def query(self, expr):
+        """A PromQL instant query's result vector."""
+        return self.api("/api/v1/query", query=expr)["data"]["result"]
+
+    def target_health(self, job, node=None):
+        """{node label: health} of Prometheus's targets of a job."""
+        return {t["labels"].get("node"): t["health"] for t in self.api("/api/v1/targets")["data"]["activeTargets"]
+                if t["labels"]["job"] == job and (node is None or t["labels"].get("node") == node)}
 
     def address(self, node):
         """The node's address: from the inventory, or for a node a test added (onboarding), from LXD."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pytest
 import yaml
@@ -69,10 +70,17 @@ def test_onboard_offboard_restore(lab, tmp_path, newcomer_key):
         "login": login, "name": "Dave Newcomer", "email": "dave@adelie.invalid", "ssh_key": public_key}}})
     exports = tmp_path / "exports"
     try:
+        prometheus_started = lab.query('process_start_time_seconds{job="prometheus"}')[0]["value"][1]
         onboard = lab.playbook("playbooks/onboard.yml", "-i", newcomer, "-e", "member=" + login)
+        ended = time.monotonic()
         assert onboard.rc == 0, str(onboard)
-        # Only the newcomer's node was touched.
-        assert set(onboard.changed_hosts()) <= {node, "localhost"}, onboard.changed_hosts()
+        # Prometheus scrapes the newcomer's exporter within one scrape interval (15 s) plus 5 s of the
+        # run's end, with no restart (file-based discovery).
+        up = eventually(lambda: lab.target_health("node", node).get(node), "up", timeout=20, interval=0.5)
+        assert up == "up" and time.monotonic() - ended < 20 + 1, lab.target_health("node")
+        assert lab.query('process_start_time_seconds{job="prometheus"}')[0]["value"][1] == prometheus_started
+        # Only the newcomer's node was touched, besides its quotas on the host and its targets.
+        assert set(onboard.changed_hosts()) <= {node, "localhost", lab.monitoring_node}, onboard.changed_hosts()
         assert "Host %s" % node in onboard.out and "HostName %s" % address in onboard.out
         assert "User %s" % login in onboard.out and "ProxyJump" in onboard.out
         # A running, limited container with the account and its key, seen from inside and over SSH.

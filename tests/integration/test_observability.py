@@ -1,0 +1,178 @@
+"""Observability against the test fleet: real node-exporters, LXD's metrics endpoint, Prometheus and
+Alertmanager on the infra node, and a real HTTP listener on the LXD host's bridge address standing in
+for the Discord webhook (tests/integration/inventory sets alertmanager_discord_webhook_url to it)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import eventually
+
+REPO = Path(__file__).resolve().parents[2]
+GATEWAY = "10.10.10.1"
+RECEIVER_PORT = 18099
+SCRAPE_INTERVAL = 15
+
+
+def alerts(lab, name):
+    """Prometheus's alerts of that name: {node: state}."""
+    return {a["labels"].get("node"): a["state"] for a in lab.api("/api/v1/alerts")["data"]["alerts"]
+            if a["labels"]["alertname"] == name}
+
+
+class Receiver(ThreadingHTTPServer):
+    """Records every POST: (arrival time, path, JSON body)."""
+
+    def __init__(self):
+        self.posts = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(handler):  # noqa: N805 (the request handler's self)
+                body = handler.rfile.read(int(handler.headers.get("Content-Length", 0)))
+                self.posts.append((time.time(), handler.path, json.loads(body or b"{}")))
+                handler.send_response(204)
+                handler.end_headers()
+
+            def log_message(handler, *args):  # noqa: N805
+                pass
+
+        super().__init__((GATEWAY, RECEIVER_PORT), Handler)
+
+
+@pytest.fixture(scope="module")
+def receiver(lab):
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_every_exporter_and_lxd_endpoint_is_up(lab):
+    # Every node and the LXD host, each within two scrapes of the converge.
+    wanted = {name: "up" for name in lab.nodes} | {"localhost": "up"}
+    assert eventually(lambda: lab.target_health("node"), wanted, timeout=2 * SCRAPE_INTERVAL + 5) == wanted
+    assert eventually(lambda: lab.target_health("lxd"), {None: "up"}, timeout=2 * SCRAPE_INTERVAL + 5) == {None: "up"}
+    for series in lab.query('up{job=~"node|lxd|prometheus|alertmanager"}'):
+        assert series["value"][1] == "1", series
+    # LXD's figures arrive per container, renamed to the fleet's `node` label.
+    memory = {s["metric"]["node"] for s in lab.query("lxd_memory_MemTotal_bytes")}
+    assert memory == set(lab.nodes)
+
+
+def test_quotas_from_the_model_are_published(lab):
+    memory = {s["metric"]["node"]: int(float(s["value"][1])) for s in lab.query("adelie_fleet_quota_memory_bytes")}
+    assert {name: node["memory_bytes"] for name, node in lab.nodes.items()} == memory
+    cpu = {s["metric"]["node"]: int(float(s["value"][1])) for s in lab.query("adelie_fleet_quota_cpu")}
+    assert {name: node["cpu"] for name, node in lab.nodes.items()} == cpu
+    # LXD's own memory total is the limit, and agrees with the model's quota.
+    ratio = lab.query("lxd_memory_MemTotal_bytes / on (project, node) adelie_fleet_quota_memory_bytes")
+    assert {s["metric"]["node"] for s in ratio} == set(lab.nodes) and all(s["value"][1] == "1" for s in ratio)
+    # The containers' real root-disk use (not the pool's), each well under its quota here.
+    used = lab.query("adelie_fleet_disk_used_bytes / on (project, node) group_left adelie_fleet_quota_disk_bytes")
+    assert {s["metric"]["node"] for s in used} == set(lab.nodes)
+    assert all(0.01 < float(s["value"][1]) < 0.9 for s in used), used
+
+
+def test_every_rule_and_dashboard_query_evaluates(lab):
+    groups = eventually(lambda: len(lab.api("/api/v1/rules")["data"]["groups"]) > 0, True, timeout=30)
+    assert groups
+    rules = [rule for group in lab.api("/api/v1/rules")["data"]["groups"] for rule in group["rules"]]
+    names = {rule["name"] for rule in rules}
+    assert {"NodeDown", "ContainerMemoryNearQuota", "ContainerCpuHigh", "ContainerDiskNearQuota"} <= names
+    # Prometheus evaluated each rule at least once, without error.
+    evaluated = eventually(lambda: all(r.get("lastEvaluation", "0001").startswith("20") for r in
+                                       (r for g in lab.api("/api/v1/rules")["data"]["groups"] for r in g["rules"])),
+                           True, timeout=40)
+    assert evaluated
+    for rule in (r for g in lab.api("/api/v1/rules")["data"]["groups"] for r in g["rules"]):
+        assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
+    # Every provisioned dashboard panel's query, against the live Prometheus.
+    import dashboards
+
+    checked = 0
+    for path in sorted((REPO / "roles/grafana/files/dashboards").glob("*.json")):
+        for title, expr in dashboards.panel_queries(path):
+            result = lab.api("/api/v1/query", query=expr)
+            assert result["status"] == "success", (path.name, title, expr)
+            checked += 1
+    assert checked >= 12
+
+
+def test_monitoring_ports_answer_only_on_the_bridge(lab):
+    addresses = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=True).stdout
+    others = [line.split()[3].split("/")[0] for line in addresses.splitlines()
+              if " fleetbr0 " not in " %s " % line.split()[1]]
+    assert others, addresses
+    for address in others:
+        for port in (9100, 8444):
+            with socket.socket() as sock:
+                sock.settimeout(2)
+                assert sock.connect_ex((address, port)) != 0, "%s:%d answers outside the fleet bridge" % (address, port)
+    with socket.create_connection((GATEWAY, 9100), timeout=5):
+        pass
+    # Inside the nodes too: each service is bound to the node's bridge address, not to every interface.
+    infra = lab.monitoring_node
+    listening = lab.exec(infra, "ss -Hltn").stdout
+    for port in (9090, 9093, 9100):
+        bound = [line.split()[3] for line in listening.splitlines() if line.split()[3].endswith(":%d" % port)]
+        assert bound == ["%s:%d" % (lab.address(infra), port)], (port, listening)
+    assert ":9094" not in listening  # Alertmanager's cluster gossip is off
+
+
+@pytest.fixture(scope="module")
+def faults(lab, receiver):
+    """Two faults at once (their alerts' `for` runs concurrently): node-exporter stopped on one dev
+    node, most of another's memory quota taken by a process."""
+    down, full = sorted(name for name, node in lab.nodes.items() if node["role"].startswith("dev"))[:2]
+    quota = lab.nodes[full]["memory_bytes"]
+    used = int(float(lab.query('lxd_memory_MemTotal_bytes{node="%s"} - lxd_memory_MemAvailable_bytes{node="%s"}'
+                             % (full, full))[0]["value"][1]))
+    hog = max(int(quota * 0.95) - used, 16 * 1024 * 1024)
+    started = time.time()
+    lab.exec(down, "systemctl stop prometheus-node-exporter", check=True)
+    lab.exec(full, "systemd-run --unit=memory-hog --collect timeout 400 python3 -c "
+             "'import time; hog = bytearray(b\"x\") * %d; time.sleep(400)'" % hog, check=True)
+    try:
+        yield {"down": down, "full": full, "started": started}
+    finally:
+        lab.exec(full, "systemctl stop memory-hog")
+        lab.exec(down, "systemctl start prometheus-node-exporter")
+
+
+def test_node_down_alert_reaches_the_discord_receiver_and_resolves(lab, receiver, faults):
+    down = faults["down"]
+    assert eventually(lambda: alerts(lab, "NodeDown").get(down), "firing", timeout=150, interval=2) == "firing"
+    fired = time.time()
+    # Critical: no group wait, so the webhook gets it within one evaluation and a notification.
+    def arrived():
+        return [p for p in receiver.posts if p[1] == "/discord" and down in json.dumps(p[2]) and "FIRING" in json.dumps(p[2])]
+    posts = eventually(lambda: bool(arrived()), True, timeout=30, interval=1)
+    assert posts, receiver.posts
+    assert arrived()[0][0] - fired < SCRAPE_INTERVAL + 10
+    assert set(alerts(lab, "NodeDown")) == {down}
+    # Alertmanager's own view: the alert went to the critical receiver.
+    am_alerts = lab.api("/api/v2/alerts", port=9093)
+    receivers = {r["name"] for a in am_alerts if a["labels"]["alertname"] == "NodeDown" for r in a["receivers"]}
+    assert receivers and all("critical" in name for name in receivers), am_alerts
+    # Started again: Prometheus resolves it, and the receiver hears so.
+    lab.exec(down, "systemctl start prometheus-node-exporter", check=True)
+    assert eventually(lambda: alerts(lab, "NodeDown").get(down), None, timeout=60, interval=2) is None
+    resolved = eventually(lambda: any(p[1] == "/discord" and down in json.dumps(p[2]) and "RESOLVED" in json.dumps(p[2])
+                                      for p in receiver.posts), True, timeout=90, interval=2)
+    assert resolved, receiver.posts
+
+
+def test_memory_near_quota_fires_for_that_node_only(lab, faults):
+    full = faults["full"]
+    assert eventually(lambda: alerts(lab, "ContainerMemoryNearQuota").get(full), "firing",
+                      timeout=240, interval=3) == "firing"
+    assert set(alerts(lab, "ContainerMemoryNearQuota")) == {full}
