@@ -41,6 +41,8 @@ if [ -f playbooks/nodes.yml ]; then
     timed "node layer cold (docker, toolchain, app)" "${PLAY[@]}" playbooks/nodes.yml
     timed "node layer idempotent re-run" "${PLAY[@]}" playbooks/nodes.yml
 fi
+timed "observability layer cold" "${PLAY[@]}" playbooks/observability.yml
+timed "observability layer idempotent re-run" "${PLAY[@]}" playbooks/observability.yml
 timed "site.yml idempotent re-run" "${PLAY[@]}" site.yml
 
 # Onboarding a sixth developer: container + account (node layer excluded, as the goal states).
@@ -57,6 +59,18 @@ all:
               fleet_member: {login: benchnew, name: Bench Newcomer, email: benchnew@adelie.invalid}
 YAML
 timed "onboard one teammate (container + account)" "${PLAY[@]}" -i "$newbie" playbooks/onboard.yml -e member=benchnew --skip-tags node_layer
+# From the end of that run until Prometheus has scraped the newcomer's exporter (file_sd, no restart).
+prometheus=$(ansible -i "$INVENTORY" infra -m ansible.builtin.debug -a var=fleet_ipv4 -o | sed 's/.*"fleet_ipv4": "\([^"]*\)".*/\1/' | head -n 1)
+python3 - "$prometheus" dev-benchnew <<'PY'
+import json, sys, time, urllib.request
+start, (address, node) = time.monotonic(), sys.argv[1:]
+while time.monotonic() - start < 120:
+    with urllib.request.urlopen("http://%s:9090/api/v1/targets?state=active" % address, timeout=5) as r:
+        if any(t["labels"].get("node") == node and t["health"] == "up" for t in json.load(r)["data"]["activeTargets"]):
+            break
+    time.sleep(0.2)
+print("%-44s %7.1f s   (goal: scrape interval 15 s + 5 s)" % ("onboarding end -> new node's target up", time.monotonic() - start))
+PY
 lxc delete --force --project "$project" dev-benchnew
 rm -f "$newbie"
 
