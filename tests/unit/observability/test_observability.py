@@ -55,7 +55,7 @@ def rendered(tmp_path_factory):
     out = tmp_path / "out"
     pairs = [[role, template] for role, templates in TEMPLATES.items() for template in templates]
     for host in ("infra-server", "deploy-test"):
-        for _, template in pairs:
+        for _role, template in pairs:
             (out / host / template).parent.mkdir(parents=True, exist_ok=True)
     extra = {"render_out": str(out), "render_templates": pairs,
              "vault_grafana_admin_password": GOOD_PASSWORD, "vault_grafana_secret_key": SECRET_KEY}
@@ -254,12 +254,12 @@ def test_dashboard_queries_are_promql_on_the_fleets_metrics(path):
 
 
 def test_nested_row_panels_are_included():
-    titles = {title for title, _ in panel_queries(next(p for p in dashboard_paths() if p.name == "fleet-overview.json"))}
+    titles = {title for title, _expr in panel_queries(next(p for p in dashboard_paths() if p.name == "fleet-overview.json"))}
     assert {"Network received", "Network sent"} <= titles
 
 
 def test_fleet_overview_compares_with_each_quota():
-    exprs = " ".join(expr for _, expr in panel_queries(next(p for p in dashboard_paths() if p.name == "fleet-overview.json")))
+    exprs = " ".join(expr for _title, expr in panel_queries(next(p for p in dashboard_paths() if p.name == "fleet-overview.json")))
     for quota in ("adelie_fleet_quota_cpu", "adelie_fleet_quota_memory_bytes", "adelie_fleet_quota_disk_bytes"):
         assert "on (project, node)" in exprs and quota in exprs
     # The pool's size is not a container's quota.
@@ -269,7 +269,7 @@ def test_fleet_overview_compares_with_each_quota():
 @pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian's prometheus package) is not installed")
 def test_dashboard_queries_pass_promtool(tmp_path):
     rules = [{"record": "adelie:check_%d" % i, "expr": expr}
-             for i, (_, expr) in enumerate(q for path in dashboard_paths() for q in panel_queries(path))]
+             for i, (_title, expr) in enumerate(q for path in dashboard_paths() for q in panel_queries(path))]
     path = tmp_path / "rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
     proc = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True, check=False)
