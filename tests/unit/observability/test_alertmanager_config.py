@@ -110,7 +110,7 @@ def test_an_alert_without_a_known_severity_is_a_warning(tmp_path):
 
 
 def test_grouping_and_inhibition(tmp_path):
-    _, config = rendered(tmp_path)
+    config = rendered(tmp_path)[1]
     assert config["route"]["group_by"] == ["alertname", "node", "instance"]
     assert config["route"]["group_interval"] == "10s"
     assert config["global"] == {"resolve_timeout": "5m"}
@@ -121,7 +121,7 @@ def test_grouping_and_inhibition(tmp_path):
 
 
 def test_discord_only(tmp_path):
-    _, config = rendered(tmp_path, alertmanager_discord_webhook_url=DISCORD)
+    config = rendered(tmp_path, alertmanager_discord_webhook_url=DISCORD)[1]
     for severity in SEVERITIES:
         got = receiver(config, severity)
         assert set(got) == {"name", "discord_configs"}, got
@@ -133,8 +133,8 @@ def test_discord_only(tmp_path):
 
 
 def test_discord_slack_and_email(tmp_path):
-    _, config = rendered(tmp_path, alertmanager_discord_webhook_url=DISCORD, alertmanager_slack_webhook_url=SLACK,
-                         alertmanager_slack_channel="#alerts", **EMAIL)
+    config = rendered(tmp_path, alertmanager_discord_webhook_url=DISCORD, alertmanager_slack_webhook_url=SLACK,
+                      alertmanager_slack_channel="#alerts", **EMAIL)[1]
     assert config["global"] == {
         "resolve_timeout": "5m", "smtp_smarthost": "smtp.adelie.invalid:587", "smtp_from": "alertmanager@adelie.invalid",
         "smtp_require_tls": True, "smtp_auth_username": "alertmanager", "smtp_auth_password": SMTP_PASSWORD}
@@ -149,7 +149,7 @@ def test_discord_slack_and_email(tmp_path):
 
 
 def test_the_notification_texts_are_valid_alertmanager_templates(tmp_path):
-    _, config = rendered(tmp_path, alertmanager_discord_webhook_url=DISCORD)
+    config = rendered(tmp_path, alertmanager_discord_webhook_url=DISCORD)[1]
     discord = receiver(config, "critical")["discord_configs"][0]
     empty = tmp_path / "none.tmpl"
     empty.write_text("", encoding="utf-8")
@@ -167,16 +167,15 @@ def test_no_channel_at_all_is_still_a_valid_configuration(tmp_path):
 
 def test_email_without_authentication_has_no_login(tmp_path):
     email = {**EMAIL, "alertmanager_smtp_auth_username": "", "alertmanager_smtp_auth_password": ""}
-    _, config = rendered(tmp_path, **email)
+    config = rendered(tmp_path, **email)[1]
     assert "smtp_auth_username" not in config["global"] and "smtp_auth_password" not in config["global"]
     assert config["global"]["smtp_smarthost"] == "smtp.adelie.invalid:587"
 
 
 def test_per_severity_overrides(tmp_path):
-    _, config = rendered(tmp_path, alertmanager_discord_webhook_url=DISCORD, **EMAIL, alertmanager_receiver_overrides={
-        "info": {"email_to": ""},
-        "critical": {"email_to": "oncall@adelie.invalid"},
-    })
+    overrides = {"info": {"email_to": ""}, "critical": {"email_to": "oncall@adelie.invalid"}}
+    config = rendered(tmp_path, alertmanager_discord_webhook_url=DISCORD, **EMAIL,
+                      alertmanager_receiver_overrides=overrides)[1]
     assert set(receiver(config, "info")) == {"name", "discord_configs"}
     assert receiver(config, "critical")["email_configs"][0]["to"] == "oncall@adelie.invalid"
     assert receiver(config, "warning")["email_configs"][0]["to"] == "infra@adelie.invalid"
@@ -186,7 +185,7 @@ def test_the_timings_can_be_changed(tmp_path):
     timings = {"critical": {"group_wait": "10s", "repeat_interval": "15m"},
                "warning": {"group_wait": "5m", "repeat_interval": "1h"},
                "info": {"group_wait": "1h", "repeat_interval": "24h"}}
-    _, config = rendered(tmp_path, alertmanager_severity_timings=timings)
+    config = rendered(tmp_path, alertmanager_severity_timings=timings)[1]
     (critical,) = [r for r in config["route"]["routes"] if r["receiver"] == "critical"]
     assert (critical["group_wait"], critical["repeat_interval"]) == ("10s", "15m")
 

@@ -68,7 +68,7 @@ def test_promtool_test_rules(test_file):
 
 def test_every_alert_is_tested_firing_and_not_firing():
     tests = _alert_tests()
-    tested = {name for name, _ in tests}
+    tested = {test[0] for test in tests}
     quiet = {name for name, expected in tests if not expected}
     for rule in _rules():
         name = rule["alert"]
