@@ -18,6 +18,7 @@ help:
 	@echo "make test  - lint, sanity, unit, integration (real LXD) and molecule tests"
 	@echo "make bench - converge timings of the lab fleet"
 	@echo "make check - site.yml --check --diff against the converged fleet"
+	@echo "make tools - promtool and amtool for the unit tests, unpacked under build/tools"
 
 # Debian packages the controller needs (shellcheck: ansible-test sanity lints the roles' scripts;
 # ssh: the onboarding test logs in as the newcomer). LXD itself is installed by the lxd_host role.
@@ -70,7 +71,11 @@ sanity: venv
 TOOLS_DIR := build/tools
 TOOLS_PACKAGES := prometheus prometheus-alertmanager
 TOOLS_STAMP := $(TOOLS_DIR)/.unpacked
-tools: $(TOOLS_STAMP)
+TOOLS_BINARIES := $(TOOLS_DIR)/usr/bin/promtool $(TOOLS_DIR)/usr/bin/amtool
+# A stamp without its binaries (a deleted file) is unpacked again.
+tools:
+	@for tool in $(TOOLS_BINARIES); do [ -x "$$tool" ] || rm -f $(TOOLS_STAMP); done
+	@$(MAKE) -s --no-print-directory $(TOOLS_STAMP)
 
 $(TOOLS_STAMP):
 	@rm -rf $(TOOLS_DIR)/debs && mkdir -p $(TOOLS_DIR)/debs
