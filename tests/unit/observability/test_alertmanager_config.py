@@ -44,6 +44,9 @@ CASES = {
     "email_no_login": {**EMAIL, "alertmanager_smtp_auth_username": "", "alertmanager_smtp_auth_password": ""},
     "overrides": {"alertmanager_discord_webhook_url": DISCORD, **EMAIL, "alertmanager_receiver_overrides": {
         "info": {"email_to": ""}, "critical": {"email_to": "oncall@adelie.invalid"}}},
+    "vault": {"vault_alertmanager_discord_webhook_url": DISCORD, "vault_alertmanager_slack_webhook_url": SLACK,
+              **{k: v for k, v in EMAIL.items() if k != "alertmanager_smtp_auth_password"},
+              "vault_alertmanager_smtp_auth_password": SMTP_PASSWORD},
     "timings": {"alertmanager_severity_timings": {
         "critical": {"group_wait": "10s", "repeat_interval": "15m"},
         "warning": {"group_wait": "5m", "repeat_interval": "1h"},
@@ -183,6 +186,15 @@ def test_discord_slack_and_email(configs):
         (email,) = got["email_configs"]
         assert (email["to"], email["send_resolved"]) == ("infra@adelie.invalid", True)
     assert receiver(config, "critical")["slack_configs"][0]["color"] == "danger"
+
+
+def test_the_secrets_come_from_the_vault_by_default(configs):
+    config = configs["vault"][1]
+    assert config["global"]["smtp_auth_password"] == SMTP_PASSWORD
+    for severity in SEVERITIES:
+        got = receiver(config, severity)
+        assert got["discord_configs"][0]["webhook_url"] == DISCORD
+        assert got["slack_configs"][0]["api_url"] == SLACK
 
 
 def test_the_notification_texts_are_valid_alertmanager_templates(configs, tmp_path):
