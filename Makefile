@@ -11,13 +11,14 @@ export PIP_CERT ?= /etc/ssl/certs/ca-certificates.crt
 export ANSIBLE_FORCE_COLOR ?= 0
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help deps venv collections up check test lint sanity unit integration molecule bench verify clean
+.PHONY: help deps venv collections tools up check test lint sanity unit integration molecule bench verify clean
 
 help:
 	@echo "make up    - install what this host needs, then converge the lab fleet (site.yml)"
 	@echo "make test  - lint, sanity, unit, integration (real LXD) and molecule tests"
 	@echo "make bench - converge timings of the lab fleet"
 	@echo "make check - site.yml --check --diff against the converged fleet"
+	@echo "make tools - promtool and amtool for the unit tests, unpacked under build/tools"
 
 # Debian packages the controller needs (shellcheck: ansible-test sanity lints the roles' scripts;
 # ssh: the onboarding test logs in as the newcomer). LXD itself is installed by the lxd_host role.
@@ -63,7 +64,34 @@ sanity: venv
 	@ln -sfn $$($(BIN)/python -c 'import ansible_collections.community as c; print(c.__path__[0])') $(SANITY_DIR)/../../community
 	cd $(SANITY_DIR) && $(BIN)/ansible-test sanity --local --python 3.11 --color no
 
-unit: venv
+# promtool and amtool for the unit tests of the alert rules and of Alertmanager's configuration:
+# Debian's prometheus and prometheus-alertmanager packages, downloaded and unpacked under
+# build/tools, not installed (they carry daemons this controller must not run). The package lists
+# are refreshed only when apt cannot find the packages in them (none yet, or stale ones: 404).
+TOOLS_DIR := build/tools
+TOOLS_PACKAGES := prometheus prometheus-alertmanager
+TOOLS_STAMP := $(TOOLS_DIR)/.unpacked
+TOOLS_BINARIES := $(TOOLS_DIR)/usr/bin/promtool $(TOOLS_DIR)/usr/bin/amtool
+# A stamp without its binaries (a deleted file) is unpacked again.
+tools:
+	@for tool in $(TOOLS_BINARIES); do [ -x "$$tool" ] || rm -f $(TOOLS_STAMP); done
+	@$(MAKE) -s --no-print-directory $(TOOLS_STAMP)
+
+$(TOOLS_STAMP):
+	@rm -rf $(TOOLS_DIR)/debs && mkdir -p $(TOOLS_DIR)/debs
+	@cd $(TOOLS_DIR)/debs && if ! apt-get download -q $(TOOLS_PACKAGES) 2>download.err; then \
+	  cat download.err >&2; \
+	  grep -qE 'Unable to locate package|Can.t select|404' download.err || exit 1; \
+	  echo "tools: package lists missing or stale, refreshing them"; \
+	  apt-get update -q && apt-get download -q $(TOOLS_PACKAGES); \
+	fi
+	@for deb in $(TOOLS_DIR)/debs/*.deb; do dpkg-deb -x "$$deb" $(TOOLS_DIR) || exit 1; done
+	$(TOOLS_DIR)/usr/bin/promtool --version 2>&1 | head -1
+	$(TOOLS_DIR)/usr/bin/amtool --version 2>&1 | head -1
+	@rm -rf $(TOOLS_DIR)/debs
+	@touch $@
+
+unit: venv tools
 	$(BIN)/python -m pytest -q tests/unit
 
 integration: venv
