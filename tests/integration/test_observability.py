@@ -27,23 +27,35 @@ def alerts(lab, name):
             if a["labels"]["alertname"] == name}
 
 
-class Receiver(ThreadingHTTPServer):
-    """Records every POST: (arrival time, path, JSON body)."""
+# Takes memory in 8 MiB steps until the container (lxcfs shows its limit) has 4 % left, then holds it.
+MEMORY_HOG = """import time
+def available():
+    info = dict(line.split(':', 1) for line in open('/proc/meminfo'))
+    return int(info['MemAvailable'].split()[0]) / int(info['MemTotal'].split()[0])
+hog = []
+while available() > 0.04:
+    hog.append(bytearray(b'x') * (8 << 20))
+time.sleep(400)
+"""
 
+
+class WebhookHandler(BaseHTTPRequestHandler):
+    """Records every POST on its server: (arrival time, path, JSON body)."""
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.posts.append((time.time(), self.path, json.loads(body or b"{}")))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format, *args):  # noqa: A002 (http.server's signature)
+        pass
+
+
+class Receiver(ThreadingHTTPServer):
     def __init__(self):
         self.posts = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(handler):  # noqa: N805 (the request handler's self)
-                body = handler.rfile.read(int(handler.headers.get("Content-Length", 0)))
-                self.posts.append((time.time(), handler.path, json.loads(body or b"{}")))
-                handler.send_response(204)
-                handler.end_headers()
-
-            def log_message(handler, *args):  # noqa: N805
-                pass
-
-        super().__init__((GATEWAY, RECEIVER_PORT), Handler)
+        super().__init__((GATEWAY, RECEIVER_PORT), WebhookHandler)
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +100,13 @@ def test_every_rule_and_dashboard_query_evaluates(lab):
     rules = [rule for group in lab.api("/api/v1/rules")["data"]["groups"] for rule in group["rules"]]
     names = {rule["name"] for rule in rules}
     assert {"NodeDown", "ContainerMemoryNearQuota", "ContainerCpuHigh", "ContainerDiskNearQuota"} <= names
+
     # Prometheus evaluated each rule at least once, without error.
-    evaluated = eventually(lambda: all(r.get("lastEvaluation", "0001").startswith("20") for r in
-                                       (r for g in lab.api("/api/v1/rules")["data"]["groups"] for r in g["rules"])),
-                           True, timeout=40)
+    def all_evaluated():
+        return all(r.get("lastEvaluation", "0001").startswith("20")
+                   for g in lab.api("/api/v1/rules")["data"]["groups"] for r in g["rules"])
+
+    evaluated = eventually(all_evaluated, True, timeout=40)
     assert evaluated
     for rule in (r for g in lab.api("/api/v1/rules")["data"]["groups"] for r in g["rules"]):
         assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
@@ -133,18 +148,14 @@ def faults(lab, receiver):
     """Two faults at once (their alerts' `for` runs concurrently): node-exporter stopped on one dev
     node, most of another's memory quota taken by a process."""
     down, full = sorted(name for name, node in lab.nodes.items() if node["role"].startswith("dev"))[:2]
-    quota = lab.nodes[full]["memory_bytes"]
-    used = int(float(lab.query('lxd_memory_MemTotal_bytes{node="%s"} - lxd_memory_MemAvailable_bytes{node="%s"}'
-                             % (full, full))[0]["value"][1]))
-    hog = max(int(quota * 0.95) - used, 16 * 1024 * 1024)
     started = time.time()
     lab.exec(down, "systemctl stop prometheus-node-exporter", check=True)
-    lab.exec(full, "systemd-run --unit=memory-hog --collect timeout 400 python3 -c "
-             "'import time; hog = bytearray(b\"x\") * %d; time.sleep(400)'" % hog, check=True)
+    lab.exec(full, "cat > /root/memory-hog.py <<'EOF'\n%sEOF" % MEMORY_HOG, check=True)
+    lab.exec(full, "systemd-run --unit=memory-hog --collect timeout 400 python3 /root/memory-hog.py", check=True)
     try:
         yield {"down": down, "full": full, "started": started}
     finally:
-        lab.exec(full, "systemctl stop memory-hog")
+        lab.exec(full, "systemctl stop memory-hog; rm -f /root/memory-hog.py")
         lab.exec(down, "systemctl start prometheus-node-exporter")
 
 
@@ -153,8 +164,11 @@ def test_node_down_alert_reaches_the_discord_receiver_and_resolves(lab, receiver
     assert eventually(lambda: alerts(lab, "NodeDown").get(down), "firing", timeout=150, interval=2) == "firing"
     fired = time.time()
     # Critical: no group wait, so the webhook gets it within one evaluation and a notification.
+
     def arrived():
-        return [p for p in receiver.posts if p[1] == "/discord" and down in json.dumps(p[2]) and "FIRING" in json.dumps(p[2])]
+        return [p for p in receiver.posts
+                if p[1] == "/discord" and down in json.dumps(p[2]) and "FIRING" in json.dumps(p[2])]
+
     posts = eventually(lambda: bool(arrived()), True, timeout=30, interval=1)
     assert posts, receiver.posts
     assert arrived()[0][0] - fired < SCRAPE_INTERVAL + 10

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Publish each fleet container's root-disk use for node-exporter's textfile collector.
 
 LXD's /1.0/metrics reports the storage pool's size and free space as every container's filesystem
@@ -6,7 +5,7 @@ LXD's /1.0/metrics reports the storage pool's size and free space as every conta
 is what its root-disk `size` quota limits. Every INTERVAL seconds this writes
 adelie_fleet_disk_used_bytes{project, node, role} for the instances of the given LXD projects.
 
-Usage: fleet-disk-usage.py OUTPUT INTERVAL PROJECT... [--daemon PIDFILE]
+Usage: python3 fleet-disk-usage.py OUTPUT INTERVAL PROJECT... [--daemon PIDFILE]
 --daemon: detach and keep running; exits at once (printing nothing) when the same command already
 runs from PIDFILE, or prints "started" after starting it (hosts where PID 1 is not systemd).
 """
