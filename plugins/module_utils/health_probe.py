@@ -147,7 +147,7 @@ def parse_compose_services(text):
             prop_indent = None
             value = (match.group("value") or "").strip()
             if value.startswith("{"):
-                image = re.search(r"\bimage:\s*([^,}]+)", value)
+                image = re.search(r"\bimage:\s*('[^']*'|\"[^\"]*\"|[^,}]+)", value)
                 current["image"] = _scalar(image.group(1)) if image else None
                 current["build"] = re.search(r"\bbuild:", value) is not None
             continue
