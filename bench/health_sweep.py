@@ -1,10 +1,9 @@
-#!/usr/bin/env python3
 """The fleet health sweep without ansible-playbook: for timing it and for quick looks.
 
-  bench/health_sweep.py -i inventories/lab                  # nodes from the inventory's fleet model
-  bench/health_sweep.py --nodes /var/lib/adelie-fleet/health/nodes.json   # nodes the nightly run saved
-  bench/health_sweep.py -i inventories/lab --write-nodes build/health-nodes.json --no-sweep   # save them
-  bench/health_sweep.py --nodes build/health-nodes.json --json                    # sweep without Ansible
+  .venv/bin/python bench/health_sweep.py -i inventories/lab                  # nodes from the inventory's fleet model
+  .venv/bin/python bench/health_sweep.py --nodes /var/lib/adelie-fleet/health/nodes.json   # nodes the nightly run saved
+  .venv/bin/python bench/health_sweep.py -i inventories/lab --write-nodes build/health-nodes.json --no-sweep   # save them
+  .venv/bin/python bench/health_sweep.py --nodes build/health-nodes.json --json                    # sweep without Ansible
 
 Runs module_utils/health.py exactly as adelie.fleet.health_sweep does (same probe, same findings),
 report only unless --repair is given. --nodes imports nothing of Ansible (the fast path, what the
@@ -68,7 +67,7 @@ def load_nodes(path):
 
 def main(argv=None):
     started = time.monotonic()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("-i", "--inventory", help="build the nodes from this inventory's fleet model")
     source.add_argument("--nodes", help="JSON: a list of model nodes, or {project, ssh_key, nodes}")

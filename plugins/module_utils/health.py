@@ -200,11 +200,11 @@ class SshTransport:
             except OSError as error:
                 return 127, "", "ssh: %s" % error
             try:
-                out, _ = proc.communicate(stdin.encode() if stdin is not None else None, timeout=timeout)
+                out, _err = proc.communicate(stdin.encode() if stdin is not None else None, timeout=timeout)
                 rc = proc.returncode
             except subprocess.TimeoutExpired:
                 proc.kill()
-                out, _ = proc.communicate()
+                out, _err = proc.communicate()
                 rc = 124
             errors.seek(0)
             err = errors.read().decode("utf-8", "replace")
@@ -574,7 +574,7 @@ class Sweep:
 
         current = {name: findings_of(name) for name in names}
         first = {name: (initial[name] if name in started_nodes else []) + current[name] for name in names}
-        for _ in range(int(opts["rounds"])):
+        for _round in range(int(opts["rounds"])):
             plan = plan_repairs([f for name in names for f in current[name]], self.enabled, attempted)
             if not plan:
                 break
@@ -786,7 +786,7 @@ METRICS = (
 
 def render_textfile(result):
     """node-exporter textfile content for the LXD host's exporter (labels node and role)."""
-    series = {name: [] for name, _ in METRICS}
+    series = {metric[0]: [] for metric in METRICS}
     for node in result["nodes"]:
         labels = 'node="%s",role="%s"' % (_label(node["node"]), _label(node["role"]))
         probe = node.get("probe") or {}

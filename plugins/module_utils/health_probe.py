@@ -69,7 +69,7 @@ def parse_meminfo(text):
     """``/proc/meminfo`` -> {field: bytes}."""
     info = {}
     for line in text.splitlines():
-        name, _, rest = line.partition(":")
+        name, _sep, rest = line.partition(":")
         fields = rest.split()
         if fields and fields[0].isdigit():
             info[name.strip()] = int(fields[0]) * (1024 if fields[1:2] == ["kB"] else 1)

@@ -89,7 +89,7 @@ options:
       - V(dockerd_down) C(systemctl restart docker). V(unit_failed) C(systemctl reset-failed) and restart
         a failed unit. V(node_exporter_down) restart C(prometheus-node-exporter).
       - V(container_unhealthy) C(docker restart) an unhealthy container (not backend-api while the JWT secret
-        is weak: the rotation recreates it).
+        is weak, because the rotation recreates it).
       - V(image_missing) build the compose service whose local image is missing, then C(up -d) it.
       - V(jwt_default) mark the node for the jwt_rotation role.
     type: list

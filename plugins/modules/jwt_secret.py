@@ -232,6 +232,7 @@ _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # string everywhere would mangle unrelated output (and such values are weak).
 _MIN_MASKED_LENGTH = 8
 
+
 def validate(module):
     """Fail on inconsistent options; return max_age in seconds (or None)."""
     params = module.params

@@ -132,7 +132,7 @@ class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
     def get_request(self):
-        request, _ = super().get_request()
+        request, _address = super().get_request()
         return request, ("local", 0)
 
 
@@ -417,9 +417,9 @@ def test_sweep_report_only_touches_nothing_and_survives_a_dead_node():
     fake = FakeFleet(broken_fleet(), dead={"dev-ryejinn"})
     lxd = FakeLxd(statuses(**{"dev-yj99son": "Stopped", "dev-jjjh02": None}))
     result = health.Sweep(fleet_nodes(), {"repair": []}, transport=fake, lxd=lxd).run()
-    assert all(command == "python3 -" for _, command in fake.commands)
+    assert all(command == "python3 -" for _node, command in fake.commands)
     # A stopped or missing container is not SSH'd; the dead node is reported, the others swept.
-    assert sorted(name for name, _ in fake.commands) == ["deploy-test", "dev-hj", "dev-ryejinn", "staging"]
+    assert sorted(call[0] for call in fake.commands) == ["deploy-test", "dev-hj", "dev-ryejinn", "staging"]
     by_node = {node["node"]: node for node in result["nodes"]}
     assert kinds(by_node["dev-ryejinn"]["findings"]) == [("unreachable", None)]
     assert "No route to host" in by_node["dev-ryejinn"]["findings"][0]["message"]
@@ -452,8 +452,8 @@ def test_sweep_repairs_what_is_enabled_and_records_it():
     assert kinds(by_node["deploy-test"]["fixed"]) == [("container_unhealthy", "fleet-app_backend-api_1"),
                                                       ("node_exporter_down", "prometheus-node-exporter.service")]
     assert by_node["dev-yj99son"]["state"] == "repaired" and by_node["dev-yj99son"]["reachable"]
-    assert kinds(by_node["dev-hj"]["broken"]) == [("container_unhealthy", "fleet-app_backend-api_1"),
-                                                 ("jwt_default", ".env")]
+    assert kinds(by_node["dev-hj"]["broken"]) == [
+        ("container_unhealthy", "fleet-app_backend-api_1"), ("jwt_default", ".env")]
     assert [n for n in result["nodes"] if n["state"] == "broken"] == [by_node["dev-hj"]]
 
 
@@ -475,7 +475,7 @@ def test_check_mode_plans_and_runs_nothing():
     result = health.Sweep(fleet_nodes(), {"repair": list(health.REPAIR_KINDS), "check_mode": True},
                           transport=fake, lxd=lxd).run()
     assert lxd.actions == []
-    assert all(command == "python3 -" for _, command in fake.commands)
+    assert all(command == "python3 -" for _node, command in fake.commands)
     statuses_seen = {r["status"] for r in result["repairs"]}
     assert statuses_seen == {"planned", "delegated"}
     assert any(r["action"] == "lxc unfreeze --project default dev-yj99son" for r in result["repairs"])

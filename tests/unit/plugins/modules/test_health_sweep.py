@@ -89,7 +89,7 @@ def test_check_mode_sweeps_plans_and_writes_nothing(capsys, tmp_path):
                               textfile_dir=str(tmp_path), _ansible_check_mode=True)
     assert code == 0 and result["changed"] is False
     assert result["files"] == [] and list(tmp_path.iterdir()) == []
-    assert [command for _, command in Fleet.instances["transport"].commands] == ["python3 -"] * 3
+    assert [command for _node, command in Fleet.instances["transport"].commands] == ["python3 -"] * 3
     assert {(r["node"], r["kind"], r["status"]) for r in result["repairs"]} == {
         ("staging", "container_unhealthy", "planned"), ("staging", "node_exporter_down", "planned"),
         ("dev-hj", "jwt_default", "delegated")}
@@ -117,9 +117,9 @@ def test_repair_mode_repairs_records_and_writes_reports(capsys, tmp_path):
 
 
 def test_report_only_by_default(capsys):
-    result, _ = run_module(capsys, nodes=NODES)
+    result, _code = run_module(capsys, nodes=NODES)
     assert result["repairs"] == [] and result["changed"] is False
-    assert all(command == "python3 -" for _, command in Fleet.instances["transport"].commands)
+    assert all(command == "python3 -" for _node, command in Fleet.instances["transport"].commands)
 
 
 def test_bad_arguments(capsys):
