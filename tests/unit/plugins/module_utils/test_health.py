@@ -632,3 +632,14 @@ def test_reports_are_written_atomically(swept, tmp_path):
     assert sorted(Path(f).name for f in files) == ["adelie_fleet_health.prom", "health.html", "health.json", "health.md"]
     assert json.loads((tmp_path / "reports/health.json").read_text())["counts"] == swept["counts"]
     assert not list(tmp_path.glob(".*.tmp")) and not list((tmp_path / "reports").glob(".*"))
+
+
+def test_a_node_without_python_is_a_probe_error_not_unreachable():
+    class NoPython(FakeFleet):
+        def run(self, node, command, stdin=None, timeout=None):
+            return 127, "", "bash: line 1: python3: command not found\n"
+
+    result = health.Sweep(fleet_nodes()[:1], {}, transport=NoPython({}), lxd=FakeLxd(statuses())).run()
+    finding = result["nodes"][0]["findings"][0]
+    assert finding["kind"] == "probe_error" and "python3: command not found" in finding["message"]
+    assert not result["nodes"][0]["reachable"]
