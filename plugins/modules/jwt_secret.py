@@ -217,152 +217,20 @@ from ansible_collections.adelie.fleet.plugins.module_utils.dotenv import (
     redacted_diff,
     write_atomic,
 )
-
-BUILTIN_WEAK_VALUES = (
-    "changeme",
-    "change-me",
-    "change_me",
-    "changeit",
-    "change-this",
-    "changethis",
-    "secret",
-    "secretkey",
-    "secret-key",
-    "secret_key",
-    "mysecret",
-    "my-secret",
-    "my_secret",
-    "your-secret-key",
-    "your_secret_key",
-    "yoursecretkey",
-    "your-secret",
-    "your_secret",
-    "your-256-bit-secret",
-    "your-jwt-secret",
-    "your_jwt_secret",
-    "jwt_secret",
-    "jwt-secret",
-    "jwtsecret",
-    "supersecret",
-    "super-secret",
-    "super_secret",
-    "supersecretkey",
-    "topsecret",
-    "dev-secret",
-    "dev_secret",
-    "devsecret",
-    "test-secret",
-    "test_secret",
-    "testsecret",
-    "default",
-    "password",
-    "passw0rd",
-    "admin",
-    "test",
-    "testing",
-    "example",
-    "sample",
-    "placeholder",
-    "replace-me",
-    "replaceme",
-    "todo",
-    "xxx",
-    "xxxx",
-    "null",
-    "none",
-    "undefined",
-    "123456",
-    "12345678",
-    "secret123",
-    "s3cr3t",
+# What makes a secret due for rotation: shared with the health sweep's node probe (one implementation).
+from ansible_collections.adelie.fleet.plugins.module_utils.jwt_status import (
+    KEEP_PREVIOUS_REASONS,
+    ROTATED_AT_SUFFIX,
+    RotationError,
+    detect,
+    format_timestamp,
+    parse_duration,
 )
 
-REASONS = ("missing", "default", "too_short", "expired", "forced", "ok")
-# Rotations for which the old value was acceptable and may be kept under previous_key.
-KEEP_PREVIOUS_REASONS = ("expired", "forced")
-
-ROTATED_AT_SUFFIX = "_ROTATED_AT"
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DURATION_RE = re.compile(r"^\s*(?:\d+\s*[smhdw]?\s*)+$", re.IGNORECASE)
-_DURATION_PART_RE = re.compile(r"(\d+)\s*([smhdw]?)", re.IGNORECASE)
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # Values shorter than this are not added to no_log_values: masking a short
 # string everywhere would mangle unrelated output (and such values are weak).
 _MIN_MASKED_LENGTH = 8
-
-
-class RotationError(Exception):
-    def __init__(self, message, line=None):
-        super().__init__(message)
-        self.line = line
-
-
-def parse_duration(text):
-    """'90d' / '1w2d' / '3600' -> seconds; ValueError when invalid or zero."""
-    if text is None or not _DURATION_RE.match(str(text)):
-        raise ValueError("invalid duration")
-    seconds = sum(int(n) * _UNIT_SECONDS[unit.lower()] for n, unit in _DURATION_PART_RE.findall(str(text)))
-    if seconds <= 0:
-        raise ValueError("duration must be positive")
-    return seconds
-
-
-def format_timestamp(moment):
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_timestamp(text):
-    """ISO 8601 -> aware datetime (naive means UTC); ValueError when invalid."""
-    value = text.strip()
-    if value[-1:] in ("Z", "z"):
-        value = value[:-1] + "+00:00"
-    moment = datetime.datetime.fromisoformat(value)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment
-
-
-def is_weak(value, weak_values):
-    normalized = value.strip().lower()
-    return any(normalized == weak.strip().lower() for weak in weak_values)
-
-
-def secret_age(doc, params, state, now, warn):
-    """Age of the current secret in seconds, from <key>_ROTATED_AT or else the file mtime."""
-    path = params["path"]
-    stamp_key = params["key"] + ROTATED_AT_SUFFIX
-    line = doc.line(stamp_key)
-    if line is None:
-        return max(0.0, now.timestamp() - (state.mtime or now.timestamp()))
-    try:
-        rotated = parse_timestamp(line.value)
-    except ValueError:
-        raise RotationError(
-            "%s: line %d: %s is not an ISO 8601 timestamp (expected e.g. 2025-01-31T08:00:00Z)"
-            % (path, line.number, stamp_key),
-            line.number,
-        ) from None
-    age = (now - rotated).total_seconds()
-    if age < 0:
-        warn("%s: line %d: %s is in the future; treating the secret as just rotated" % (path, line.number, stamp_key))
-        return 0.0
-    return age
-
-
-def detect(doc, params, state, now, warn, *, max_age=None):
-    """Return the rotation reason for the current document."""
-    current = doc.get(params["key"])
-    if current is None or not current.strip():
-        return "missing"
-    if is_weak(current, BUILTIN_WEAK_VALUES + tuple(params["weak_values"])):
-        return "default"
-    if len(current.encode("utf-8", "surrogateescape")) < params["min_length"]:
-        return "too_short"
-    if max_age is not None and secret_age(doc, params, state, now, warn) > max_age:
-        return "expired"
-    if params["force"]:
-        return "forced"
-    return "ok"
 
 
 def validate(module):
