@@ -11,7 +11,7 @@ export PIP_CERT ?= /etc/ssl/certs/ca-certificates.crt
 export ANSIBLE_FORCE_COLOR ?= 0
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help deps venv collections tools up check test lint sanity unit integration molecule bench verify clean
+.PHONY: help deps test-deps venv collections tools up check test lint sanity unit integration molecule bench verify clean
 
 help:
 	@echo "make up    - install what this host needs, then converge the lab fleet (site.yml)"
@@ -26,6 +26,12 @@ CONTROLLER_PACKAGES := python3 python3-venv python3-pip git shellcheck openssh-c
 deps:
 	@dpkg -s $(CONTROLLER_PACKAGES) >/dev/null 2>&1 \
 	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(CONTROLLER_PACKAGES); }
+
+# What only the tests need: a real headless browser opens the nightly run's HTML report.
+TEST_PACKAGES := chromium-headless-shell
+test-deps:
+	@dpkg -s $(TEST_PACKAGES) >/dev/null 2>&1 \
+	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(TEST_PACKAGES); }
 
 $(VENV)/.installed: requirements.txt | deps
 	@$(PYTHON) -m venv $(VENV)
@@ -94,7 +100,7 @@ $(TOOLS_STAMP):
 unit: venv tools
 	$(BIN)/python -m pytest -q tests/unit
 
-integration: venv
+integration: venv test-deps
 	$(BIN)/python -m pytest -q -x tests/integration
 
 # Needs the LXD host and image that the integration tests converge first (make test runs it after them).

@@ -12,9 +12,11 @@ import json
 import os
 import shlex
 import subprocess
+import threading
 import time
 import urllib.parse
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import playbook_run
@@ -23,6 +25,10 @@ import testinfra
 from playbook_run import BIN, REPO
 
 INVENTORY = Path(__file__).resolve().parent / "inventory"
+# The LXD host's bridge address, where the webhook stand-in listens (the test inventory's
+# alertmanager_discord_webhook_url and nightly_webhook_url point there).
+GATEWAY = "10.10.10.1"
+RECEIVER_PORT = 18099
 PROJECT = "fleet-test"
 # Seconds before a test's command that never answers fails the test (never a hang of the suite).
 EXEC_TIMEOUT = 300
@@ -181,3 +187,34 @@ def lab():
     finally:
         if not os.environ.get("FLEET_TEST_KEEP"):
             remove_project()
+
+
+class WebhookHandler(BaseHTTPRequestHandler):
+    """Records every POST on its server: (arrival time, path, JSON body)."""
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.posts.append((time.time(), self.path, json.loads(body or b"{}")))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format, *args):  # noqa: A002 (http.server's signature)
+        pass
+
+
+class Receiver(ThreadingHTTPServer):
+    """A real HTTP listener on the host's bridge address standing in for the Discord/Slack webhook."""
+
+    def __init__(self):
+        self.posts = []
+        super().__init__((GATEWAY, RECEIVER_PORT), WebhookHandler)
+
+
+@pytest.fixture(scope="session")
+def receiver(lab):
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()

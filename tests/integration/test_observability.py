@@ -7,17 +7,13 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import eventually
+from conftest import GATEWAY, eventually
 
 REPO = Path(__file__).resolve().parents[2]
-GATEWAY = "10.10.10.1"
-RECEIVER_PORT = 18099
 SCRAPE_INTERVAL = 15
 
 
@@ -37,35 +33,6 @@ while available() > 0.04:
     hog.append(bytearray(b'x') * (8 << 20))
 time.sleep(400)
 """
-
-
-class WebhookHandler(BaseHTTPRequestHandler):
-    """Records every POST on its server: (arrival time, path, JSON body)."""
-
-    def do_POST(self):  # noqa: N802 (http.server's name)
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.posts.append((time.time(), self.path, json.loads(body or b"{}")))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, format, *args):  # noqa: A002 (http.server's signature)
-        pass
-
-
-class Receiver(ThreadingHTTPServer):
-    def __init__(self):
-        self.posts = []
-        super().__init__((GATEWAY, RECEIVER_PORT), WebhookHandler)
-
-
-@pytest.fixture(scope="module")
-def receiver(lab):
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 def test_every_exporter_and_lxd_endpoint_is_up(lab):

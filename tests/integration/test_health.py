@@ -1,0 +1,167 @@
+"""The nightly health/repair run against the test fleet, with real faults injected: a stopped
+container, dockerd stopped, backend-api on a default JWT secret, the frontend image deleted,
+node-exporter stopped, a failed systemd unit, a dirty checkout and a disk filled near its quota.
+Report only, then repair, then a run that finds the fleet healthy; the webhook stand-in gets the
+summary and a real headless browser renders the HTML report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import eventually, lxc, lxc_json
+from playbook_run import REPO
+
+REPORT_DIR = Path("/var/lib/adelie-fleet/health")
+ARTIFACTS = REPO / "build" / "test-artifacts"
+FAILING_UNIT = """[Unit]
+Description=adelie.fleet test: fails until /run/fleet-test-ok exists
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/bin/test -f /run/fleet-test-ok
+"""
+
+
+def report():
+    return json.loads((REPORT_DIR / "health.json").read_text())
+
+
+def kinds(data, node, key="findings"):
+    entry = next(n for n in data["nodes"] if n["node"] == node)
+    return {f["kind"] for f in entry[key]}
+
+
+def nightly(lab, *args):
+    return lab.playbook("playbooks/nightly.yml", *args)
+
+
+@pytest.fixture(scope="module")
+def nodes(lab):
+    by_role = {node["role"]: name for name, node in sorted(lab.nodes.items(), reverse=True)}
+    return {"stopped": by_role["dev_ai"], "infra": by_role["infra"], "app": by_role["deploy"], "dev": by_role["dev"]}
+
+
+@pytest.fixture(scope="module")
+def faults(lab, nodes):
+    """Every fault of the issue, each on the node where it does not hide another."""
+    app, dev = lab.nodes[nodes["app"]]["app_dir"], lab.nodes[nodes["dev"]]["app_dir"]
+    quota = lab.nodes[nodes["dev"]]["disk_bytes"]
+    used = int(lxc_json("/1.0/instances/%s/state" % nodes["dev"], lab.project)["disk"]["root"]["usage"])
+    lxc("stop", "--force", "--project", lab.project, nodes["stopped"])
+    lab.exec(nodes["infra"], "systemctl stop docker.socket docker", check=True)
+    lab.exec(nodes["app"], "cd %s && sed -i 's/^JWT_SECRET=.*/JWT_SECRET=changeme/' .env && "
+             "docker-compose up -d --force-recreate backend-api && docker-compose rm -sf frontend && "
+             "docker rmi fleet/frontend:local" % app, check=True)
+    lab.exec(nodes["dev"], "systemctl stop prometheus-node-exporter", check=True)
+    lab.exec(nodes["dev"], "rm -f /run/fleet-test-ok; cat > /etc/systemd/system/fleet-test-fail.service <<'EOF'\n%sEOF\n"
+             "systemctl daemon-reload; systemctl start fleet-test-fail; touch /run/fleet-test-ok" % FAILING_UNIT)
+    lab.exec(nodes["dev"], "echo '# local change' >> %s/README.md" % dev, check=True)
+    lab.exec(nodes["dev"], "fallocate -l %d /root/fill" % int(quota * 0.93 - used), check=True)
+    yield nodes
+    lab.exec(nodes["dev"], "rm -f /root/fill /etc/systemd/system/fleet-test-fail.service /run/fleet-test-ok; "
+             "systemctl reset-failed; git -c safe.directory='*' -C %s checkout -- README.md" % dev)
+    lxc("start", "--project", lab.project, nodes["stopped"], check=False)
+
+
+def test_report_only_finds_every_fault_and_changes_nothing(lab, faults):
+    run = nightly(lab, "-e", '{"nightly_repair": []}')
+    assert run.rc != 0, "faults are left broken: the run must fail"
+    data = report()
+    assert "container_stopped" in kinds(data, faults["stopped"])
+    assert "dockerd_down" in kinds(data, faults["infra"])
+    assert {"jwt_default", "image_missing"} <= kinds(data, faults["app"])
+    assert {"node_exporter_down", "unit_failed", "git_dirty", "disk_high"} <= kinds(data, faults["dev"])
+    assert kinds(data, faults["app"], "repairs") == set() and not any(n["repairs"] for n in data["nodes"])
+    # Nothing changed.
+    assert lab.config(faults["stopped"]) and lxc_json("/1.0/instances/%s/state" % faults["stopped"],
+                                                      lab.project)["status"] == "Stopped"
+    assert lab.exec(faults["infra"], "systemctl is-active docker").stdout.strip() != "active"
+    assert lab.exec(faults["app"], "docker image inspect fleet/frontend:local").returncode != 0
+    assert "JWT_SECRET=changeme" in lab.exec(faults["app"], "cat %s/.env" % lab.nodes[faults["app"]]["app_dir"]).stdout
+    assert lab.exec(faults["dev"], "systemctl is-active prometheus-node-exporter").stdout.strip() != "active"
+    assert lab.exec(faults["dev"], "systemctl is-failed fleet-test-fail").stdout.strip() == "failed"
+
+
+def test_repair_fixes_what_is_safe_and_reports_the_rest(lab, faults, receiver):
+    run = nightly(lab)
+    # The disk filled near its quota is reported, never cleaned up: the run still fails.
+    assert run.rc != 0, str(run)
+    data = report()
+    repaired = {(n["node"], r["kind"]) for n in data["nodes"] for r in n["repairs"]}
+    for node, kind in [(faults["stopped"], "container_stopped"), (faults["infra"], "dockerd_down"),
+                       (faults["app"], "image_missing"), (faults["app"], "jwt_default"),
+                       (faults["dev"], "node_exporter_down"),
+                       (faults["dev"], "unit_failed")]:
+        assert (node, kind) in repaired, (node, kind, repaired)
+    broken = {(n["node"], f["kind"]) for n in data["nodes"] for f in n["broken"]}
+    assert broken == {(faults["dev"], "disk_high")}, broken
+    # The real state: every repair holds.
+    state = lxc_json("/1.0/instances/%s/state" % faults["stopped"], lab.project)
+    assert state["status"] == "Running"
+    assert lab.exec(faults["infra"], "systemctl is-active docker").stdout.strip() == "active"
+    app_dir = lab.nodes[faults["app"]]["app_dir"]
+    assert "JWT_SECRET=changeme" not in lab.exec(faults["app"], "cat %s/.env" % app_dir).stdout
+    assert eventually(lambda: lab.exec(faults["app"], "docker ps --filter health=healthy --format '{{.Names}}'")
+                      .stdout.count("backend-api"), 1, timeout=90, interval=3) == 1
+    assert "fleet-app_frontend_1" in lab.exec(faults["app"], "docker ps --format '{{.Names}}'").stdout
+    assert lab.exec(faults["dev"], "systemctl is-active prometheus-node-exporter").stdout.strip() == "active"
+    assert lab.exec(faults["dev"], "systemctl is-active fleet-test-fail").stdout.strip() == "active"
+    # Nothing destructive: the dirty checkout and the big file are still there.
+    dev_dir = lab.nodes[faults["dev"]]["app_dir"]
+    assert "# local change" in lab.exec(faults["dev"], "cat %s/README.md" % dev_dir).stdout
+    assert lab.exec(faults["dev"], "test -f /root/fill").returncode == 0
+    # The summary reached the webhook stand-in.
+    posts = [p for p in receiver.posts if p[1] == "/nightly"]
+    assert posts and faults["dev"] in json.dumps(posts[-1][2]) and "disk" in json.dumps(posts[-1][2]).lower()
+
+
+def test_html_report_renders_in_a_headless_browser(lab, faults):
+    browser = shutil.which("chromium-headless-shell") or shutil.which("chromium")
+    assert browser, "chromium-headless-shell is installed by `make test-deps`"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = "file://%s" % (REPORT_DIR / "health.html")
+    base = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,1024"]
+    dom = subprocess.run(base + ["--dump-dom", page], capture_output=True, text=True, timeout=120, check=True).stdout
+    for name in lab.nodes:
+        assert name in dom
+    assert "<table" in dom and "disk_high" in dom
+    shot = ARTIFACTS / "health-report.png"
+    subprocess.run(base + ["--screenshot=%s" % shot, page], capture_output=True, timeout=120, check=True)
+    assert shot.stat().st_size > 10_000
+
+
+def test_after_cleanup_the_next_run_finds_the_fleet_healthy(lab, faults):
+    dev_dir = lab.nodes[faults["dev"]]["app_dir"]
+    lab.exec(faults["dev"], "rm -f /root/fill; git -c safe.directory='*' -C %s checkout -- README.md" % dev_dir,
+             check=True)
+    run = nightly(lab)
+    assert run.rc == 0, str(run)
+    data = report()
+    assert not any(n["broken"] for n in data["nodes"]), data["summary"]
+    assert not any(n["repairs"] for n in data["nodes"]), data["summary"]
+
+
+def test_schedule_runs_one_nightly_at_a_time(lab):
+    try:
+        on = lab.playbook("playbooks/schedule.yml", "-e", "nightly_enabled=true", "-e", "nightly_time=04:15")
+        assert on.rc == 0, str(on)
+        cron = Path("/etc/cron.d/adelie-fleet-nightly").read_text()
+        assert "15 4 * * *" in cron and "/usr/local/sbin/adelie-fleet-nightly" in cron
+        # The lock: while one run holds it, the next one gives up at once (exit 75) instead of overlapping.
+        holder = subprocess.Popen(["flock", "/run/adelie-fleet-nightly.lock", "sleep", "30"])
+        try:
+            eventually(lambda: subprocess.run(["flock", "-n", "/run/adelie-fleet-nightly.lock", "true"]).returncode,
+                       1, timeout=5, interval=0.2)
+            second = subprocess.run(["/usr/local/sbin/adelie-fleet-nightly"], capture_output=True, text=True, timeout=20)
+            assert second.returncode == 75, (second.returncode, second.stdout, second.stderr)
+        finally:
+            holder.kill()
+            holder.wait()
+    finally:
+        off = lab.playbook("playbooks/schedule.yml", "-e", "nightly_enabled=false")
+        assert off.rc == 0, str(off)
+    assert not Path("/etc/cron.d/adelie-fleet-nightly").exists()
