@@ -16,7 +16,7 @@ export PATH := $(BIN):$(PATH)
 help:
 	@echo "make up    - install what this host needs, then converge the lab fleet (site.yml)"
 	@echo "make test  - lint, sanity, unit, integration (real LXD) and molecule tests"
-	@echo "make bench - converge timings of the lab fleet"
+	@echo "make bench - converge timings of the lab fleet, the health sweep against the old loop at 8/16/32 nodes"
 	@echo "make check - site.yml --check --diff against the converged fleet"
 	@echo "make tools - promtool and amtool for the unit tests, unpacked under build/tools"
 
@@ -113,6 +113,7 @@ verify: venv
 
 bench: venv
 	bench/converge.sh
+	bench/sweep_scale.sh
 
 clean:
 	rm -rf build .venv
