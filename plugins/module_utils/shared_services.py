@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import re
 
-__all__ = ["TenantError", "bucket_name", "scram_matches", "tenant_for_node", "tenants"]
+__all__ = ["TenantError", "bucket_name", "pg_state", "scram_matches", "tenant_for_node", "tenants"]
 
 _UNSAFE = re.compile(r"[^a-z0-9_]")
 _SCRAM_RE = re.compile(r"^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)$")
@@ -111,3 +111,22 @@ def scram_matches(password, verifier):
     server_computed = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
     return hmac.compare_digest(hashlib.sha256(client_key).digest(), stored) and hmac.compare_digest(
         server_computed, server)
+
+
+def pg_state(lines):
+    """The read-only look at PostgreSQL, ``kind|name|...`` lines, as a mapping.
+
+    ``role|NAME|VERIFIER``, ``db|NAME|OWNER|t-or-f`` (whether PUBLIC may connect) and
+    ``member|ROLE|GROUP`` give ``{'roles': {name: verifier}, 'databases': {name: {'owner', 'public_connect'}},
+    'members': {role: [group, ...]}}``. Other lines are ignored.
+    """
+    state = {"roles": {}, "databases": {}, "members": {}}
+    for line in lines or []:
+        fields = line.split("|")
+        if fields[0] == "role" and len(fields) >= 2:
+            state["roles"][fields[1]] = fields[2] if len(fields) > 2 else ""
+        elif fields[0] == "db" and len(fields) >= 4:
+            state["databases"][fields[1]] = {"owner": fields[2], "public_connect": fields[3] == "t"}
+        elif fields[0] == "member" and len(fields) >= 3:
+            state["members"].setdefault(fields[1], []).append(fields[2])
+    return state
