@@ -44,7 +44,7 @@ options:
     elements: raw
     default: []
   slots:
-    description: Names that must have a slot: the lowest non-negative integer no other name holds.
+    description: Names that must have a slot, the lowest non-negative integer no other name holds.
     type: list
     elements: str
     default: []
