@@ -87,7 +87,7 @@ def load(path, password_file):
         raise SecretsStoreError("secrets file %s is not vault-encrypted: refusing to use it" % path)
     vault = VaultLib([("default", vault_secret(password_file, create=False))])
     try:
-        text = vault.decrypt(data, filename=path)
+        text = vault.decrypt(data)
     except Exception as exc:  # pylint: disable=broad-except
         raise SecretsStoreError("cannot decrypt %s with the vault password file %s (%s)" % (
             path, password_file, type(exc).__name__)) from None
