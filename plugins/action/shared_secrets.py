@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible_collections.adelie.fleet.plugins.module_utils.secrets_store import SecretsStoreError, ensure
+from ansible_collections.adelie.fleet.plugins.plugin_utils.secrets_store import SecretsStoreError, ensure
 
 __metaclass__ = type
 

@@ -47,7 +47,7 @@ def test_retention_keeps_the_newest_or_the_young(backup, tmp_path):
     removed = backup.prune(config, time.time())
     assert sorted(Path(p).name for p in removed) == sorted("dev_hj-%s.dump" % s for s in stamps[3:])
     kept = backup.dumps(config)
-    assert [s for s, _ in kept["dev_hj"]] == stamps[:3] and len(kept["deploy"]) == 1
+    assert [item[0] for item in kept["dev_hj"]] == stamps[:3] and len(kept["deploy"]) == 1
 
 
 def test_metric_is_the_newest_complete_dump(backup, tmp_path):

@@ -70,7 +70,7 @@ def rendered(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("render")
     out = tmp_path / "out"
     for host in NODES:
-        for _role, template in TEMPLATES:
+        for template in (pair[1] for pair in TEMPLATES):
             (out / host / template).parent.mkdir(parents=True, exist_ok=True)
     extra = {"render_out": str(out), "render_templates": TEMPLATES, "render_secrets": SECRETS, "render_slots": SLOTS,
              "shared_services_minio_enabled": True}
@@ -86,7 +86,7 @@ def _lines(path):
 
 
 def test_pg_hba_admits_only_the_fleet_subnet_one_line_per_tenant(rendered):
-    infra, _ = rendered
+    infra = rendered[0]
     rows = [line.split() for line in _lines(infra / "etc/postgresql/main/pg_hba.conf")]
     local = [row for row in rows if row[0] == "local"]
     host = [row for row in rows if row[0] != "local"]
@@ -98,7 +98,7 @@ def test_pg_hba_admits_only_the_fleet_subnet_one_line_per_tenant(rendered):
 
 
 def test_postgresql_listens_on_the_bridge_with_memory_from_the_limit(rendered):
-    infra, _ = rendered
+    infra = rendered[0]
     settings = dict(line.split(" = ", 1) for line in _lines(infra / "etc/postgresql/main/conf.d/adelie-fleet.conf"))
     assert settings["listen_addresses"] == "'10.10.10.10,localhost'"
     assert settings["password_encryption"] == "scram-sha-256"
@@ -109,10 +109,10 @@ def test_postgresql_listens_on_the_bridge_with_memory_from_the_limit(rendered):
 
 
 def test_redis_binds_the_bridge_requires_the_password_and_limits_memory(rendered):
-    infra, _ = rendered
+    infra = rendered[0]
     conf = {}
     for line in _lines(infra / "etc/redis/redis.conf"):
-        key, _, value = line.partition(" ")
+        key, value = line.partition(" ")[::2]
         conf.setdefault(key, []).append(value)
     assert conf["bind"] == ["10.10.10.10 127.0.0.1"]
     assert conf["protected-mode"] == ["yes"]
@@ -124,7 +124,7 @@ def test_redis_binds_the_bridge_requires_the_password_and_limits_memory(rendered
 
 
 def test_exporters_listen_on_the_bridge_and_keep_the_password_off_the_command_line(rendered):
-    infra, _ = rendered
+    infra = rendered[0]
     pg = (infra / "etc/default/prometheus-postgres-exporter").read_text()
     assert "--web.listen-address=10.10.10.10:9187" in pg and "host=/run/postgresql user=prometheus" in pg
     redis = (infra / "etc/default/prometheus-redis-exporter").read_text()
@@ -134,7 +134,7 @@ def test_exporters_listen_on_the_bridge_and_keep_the_password_off_the_command_li
 
 
 def test_backup_configuration_and_timer(rendered):
-    infra, _ = rendered
+    infra = rendered[0]
     conf = dict(line.split("=", 1) for line in _lines(infra / "etc/adelie-fleet/backup.conf"))
     assert conf == {"BACKUP_DIR": "/var/backups/fleet", "KEEP_COUNT": "7", "KEEP_DAYS": "14",
                     "TEXTFILE_DIR": "/var/lib/prometheus/node-exporter", "REDIS_HOST": "10.10.10.10",
@@ -143,14 +143,14 @@ def test_backup_configuration_and_timer(rendered):
 
 
 def test_minio_listens_on_the_bridge(rendered):
-    infra, _ = rendered
+    infra = rendered[0]
     env = (infra / "etc/default/minio").read_text()
     assert '--address 10.10.10.10:9000 --console-address 10.10.10.10:9001' in env
     assert "MINIO_ROOT_PASSWORD=" + SECRETS["minio_root"] in env
 
 
 def test_each_node_gets_its_tenants_env(rendered):
-    _, out = rendered
+    out = rendered[1]
     values = {host: json.loads((out / host / "values.json").read_text()) for host in NODES}
     assert values["infra-server"]["env"] is None
     assert values["infra-server"]["postgresql_tenants"] == TENANTS

@@ -15,8 +15,9 @@ def _node(name, role, login=None):
 
 
 def test_tenants_per_member_and_environment():
-    nodes = {n["name"]: n for n in [_node("infra-server", "infra"), _node("deploy-test", "deploy"), _node("staging", "staging"),
-                                     _node("dev-hj", "dev", "hj"), _node("dev-x", "dev_ai", "Ry.e-jin")]}
+    listed = [_node("infra-server", "infra"), _node("deploy-test", "deploy"), _node("staging", "staging"),
+              _node("dev-hj", "dev", "hj"), _node("dev-x", "dev_ai", "Ry.e-jin")]
+    nodes = {n["name"]: n for n in listed}
     tenants = ss.tenants(nodes, ["deploy", "staging"])
     assert [t["name"] for t in tenants] == ["deploy", "dev_hj", "dev_ry_e_jin", "staging"]
     assert ss.tenant_for_node(nodes["infra-server"], ["deploy"]) is None
@@ -36,8 +37,11 @@ def _verifier(password, salt=b"0123456789abcdef", iterations=4096):
     salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
     client = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
     server = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
-    return "SCRAM-SHA-256$%d:%s$%s:%s" % (iterations, b64(salt), b64(hashlib.sha256(client).digest()), b64(server))
+    return "SCRAM-SHA-256$%d:%s$%s:%s" % (iterations, _b64(salt), _b64(hashlib.sha256(client).digest()), _b64(server))
+
+
+def _b64(data):
+    return base64.b64encode(data).decode()
 
 
 def test_scram_matches():

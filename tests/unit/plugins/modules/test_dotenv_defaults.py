@@ -30,7 +30,7 @@ def test_adds_only_missing_keys_and_keeps_the_rest(tmp_path, capsys):
     assert path.read_bytes() == ORIGINAL + ("POSTGRES_PASSWORD=%s\r\nREDIS_URL=redis://h/1\r\n" % PASSWORD).encode()
     assert oct(path.stat().st_mode & 0o777) == "0o640"
     assert PASSWORD not in out
-    again, _ = run(capsys, path=str(path), values={"POSTGRES_PASSWORD": "other", "REDIS_URL": "x"})
+    again = run(capsys, path=str(path), values={"POSTGRES_PASSWORD": "other", "REDIS_URL": "x"})[0]
     assert not again["changed"] and again["added"] == []
 
 
@@ -46,9 +46,9 @@ def test_check_mode_and_redacted_diff(tmp_path, capsys):
 
 def test_missing_file_needs_create(tmp_path, capsys):
     path = tmp_path / ".env"
-    result, _ = run(capsys, path=str(path), values={"A": "1"})
+    result = run(capsys, path=str(path), values={"A": "1"})[0]
     assert result["failed"] and "create=true" in result["msg"]
-    result, _ = run(capsys, path=str(path), values={"A": "1"}, create=True, mode="0600")
+    result = run(capsys, path=str(path), values={"A": "1"}, create=True, mode="0600")[0]
     assert result["changed"] and path.read_bytes() == b"A=1\n" and oct(path.stat().st_mode & 0o777) == "0o600"
 
 

@@ -1,19 +1,30 @@
-"""The vault-encrypted secrets store: created once, encrypted, mode 0600, never regenerated."""
+"""The vault-encrypted secrets store: created once, encrypted, mode 0600, never regenerated.
+
+The store is imported when the tests run, not when pytest collects them: importing Ansible's controller
+side (ansible.parsing.vault) at collection time changes how module warnings are recorded for the module
+tests collected with it (test_jwt_secret's warning checks then see none).
+"""
 
 from __future__ import annotations
 
 import os
 import stat
 
+import importlib
+
 import pytest
-from ansible_collections.adelie.fleet.plugins.module_utils import secrets_store
+
+
+@pytest.fixture(name="secrets_store")
+def _secrets_store():
+    return importlib.import_module("ansible_collections.adelie.fleet.plugins.plugin_utils.secrets_store")
 
 
 def _mode(path):
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
-def test_creates_password_file_and_encrypted_store(tmp_path):
+def test_creates_password_file_and_encrypted_store(secrets_store, tmp_path):
     store, password = tmp_path / "s" / "store.vault.yml", tmp_path / "cfg" / "vault-pass"
     content, created = secrets_store.ensure(str(store), str(password), names=["postgresql_dev_hj", "redis"],
                                             slots=["dev_hj", "deploy"])
@@ -27,9 +38,9 @@ def test_creates_password_file_and_encrypted_store(tmp_path):
     assert content["slots"] == {"dev_hj": 0, "deploy": 1}
 
 
-def test_never_regenerates_and_allocates_new_slots_only(tmp_path):
+def test_never_regenerates_and_allocates_new_slots_only(secrets_store, tmp_path):
     store, password = str(tmp_path / "store.vault.yml"), str(tmp_path / "vault-pass")
-    first, _ = secrets_store.ensure(store, password, names=["a"], slots=["x", "y"])
+    first = secrets_store.ensure(store, password, names=["a"], slots=["x", "y"])[0]
     before = (tmp_path / "store.vault.yml").read_bytes()
     again, created = secrets_store.ensure(store, password, names=["a"], slots=["x", "y"])
     assert created == [] and again == first
@@ -41,13 +52,13 @@ def test_never_regenerates_and_allocates_new_slots_only(tmp_path):
     assert secrets_store.load(store, password) == more
 
 
-def test_check_mode_writes_nothing(tmp_path):
+def test_check_mode_writes_nothing(secrets_store, tmp_path):
     store = tmp_path / "store.vault.yml"
     content, created = secrets_store.ensure(str(store), str(tmp_path / "pw"), names=["a"], write=False)
     assert created == ["a"] and content["secrets"]["a"] and not store.exists()
 
 
-def test_refuses_plain_text_or_open_files(tmp_path):
+def test_refuses_plain_text_or_open_files(secrets_store, tmp_path):
     password = tmp_path / "pw"
     password.write_text("sekrit-password-123\n")
     password.chmod(0o600)
@@ -61,9 +72,9 @@ def test_refuses_plain_text_or_open_files(tmp_path):
         secrets_store.vault_secret(str(password))
 
 
-def test_wrong_password_is_an_error_without_values(tmp_path):
+def test_wrong_password_is_an_error_without_values(secrets_store, tmp_path):
     store, password = str(tmp_path / "store.vault.yml"), tmp_path / "pw"
-    content, _ = secrets_store.ensure(store, str(password), names=["a"])
+    content = secrets_store.ensure(store, str(password), names=["a"])[0]
     password.write_text("another-password\n")
     with pytest.raises(secrets_store.SecretsStoreError) as error:
         secrets_store.load(store, str(password))
