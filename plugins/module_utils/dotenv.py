@@ -326,6 +326,19 @@ class DotEnv:
         self._index[key] = line
         return True
 
+    def add_missing(self, values: Mapping[str, str]) -> list[str]:
+        """Append each key of ``values`` that the document lacks, in the order given; return those keys.
+
+        A key that is present keeps its line and value, even when empty: what a person wrote stays.
+        """
+        for key in values:
+            if not valid_key(key):
+                raise DotEnvError("invalid key name %r" % key)
+        added = [key for key in values if key not in self._index]
+        for key in added:
+            self.set(key, str(values[key]))
+        return added
+
     def render_redacted(self, markers: Mapping[str, str] | None = None) -> str:
         """The document with every value and comment text hidden, line for line (see Line.render_redacted).
 

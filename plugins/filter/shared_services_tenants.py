@@ -1,0 +1,62 @@
+# Copyright: (c) 2026, Adelie infra team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters of the shared services: the tenants named from the fleet model, and a SCRAM password check."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.adelie.fleet.plugins.module_utils.shared_services import (
+    TenantError, bucket_name, pg_state, scram_matches, tenant_for_node, tenants)
+
+DOCUMENTATION = r"""
+name: shared_services_tenants
+short_description: The shared services' tenants of a fleet model
+version_added: 0.2.0
+author: Adelie infra team (@adelie)
+description:
+  - Gives one tenant per teammate (C(dev_<login>)) and per environment node role listed in O(environments),
+    each C({name, kind, login, node, nodes}), sorted by name. Fails when two would share a name.
+  - Companion filters in this file, documented each on its own, C(shared_services_tenant),
+    C(shared_services_bucket), C(shared_services_pg_state) and C(scram_matches).
+options:
+  _input:
+    description: The fleet model's C(nodes).
+    type: dict
+    required: true
+  environments:
+    description: Node roles that are environments (their tenant is the role's name).
+    type: list
+    elements: str
+    default: [deploy, staging]
+"""
+
+EXAMPLES = r"""
+- name: Names of the databases
+  ansible.builtin.debug:
+    msg: "{{ fleet_model.nodes | adelie.fleet.shared_services_tenants(['deploy', 'staging']) | map(attribute='name') }}"
+"""
+
+RETURN = r"""
+_value:
+  description: The tenants.
+  type: list
+  elements: dict
+"""
+
+
+def _tenants(nodes, environments=("deploy", "staging"), member_prefix="dev_"):
+    try:
+        return tenants(nodes, list(environments), member_prefix)
+    except TenantError as error:
+        raise AnsibleFilterError(str(error)) from None
+
+
+def _tenant(node, environments=("deploy", "staging"), member_prefix="dev_"):
+    return tenant_for_node(node, list(environments), member_prefix)
+
+
+class FilterModule:
+    def filters(self):
+        return {"shared_services_tenants": _tenants, "shared_services_tenant": _tenant,
+                "shared_services_bucket": bucket_name, "scram_matches": scram_matches,
+                "shared_services_pg_state": pg_state}
