@@ -93,6 +93,11 @@ def test_onboard_offboard_restore(lab, tmp_path, newcomer_key):
             capture_output=True, text=True, check=False)
         assert ssh.stdout.strip() == login, ssh.stderr
         lab.exec(node, "echo work-in-progress > notes.txt", user=login, check=True)
+        # Their database, its role and their app's settings came with the onboarding run alone.
+        env = lab.exec(node, "cat /home/%s/app/.env" % login, check=True).stdout
+        assert "DATABASE_URL=postgresql://dev_%s:" % login in env and "REDIS_URL=redis://" in env
+        databases = lab.exec(lab.monitoring_node, "runuser -u postgres -- psql -XAtc 'select datname from pg_database'")
+        assert "dev_%s" % login in databases.stdout.split()
 
         offboard = lab.playbook("playbooks/offboard.yml", "-i", newcomer, "-e", "member=" + login,
                                 "-e", "fleet_export_dir=%s" % exports)
