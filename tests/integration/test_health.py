@@ -35,6 +35,11 @@ def kinds(data, node, key="findings"):
     return {f["kind"] for f in entry[key]}
 
 
+def disk_used(lab, node):
+    """The container's root-disk use as LXD reports it (its btrfs quota group)."""
+    return int(lxc_json("/1.0/instances/%s/state" % node, lab.project)["disk"]["root"]["usage"])
+
+
 def nightly(lab, *args):
     return lab.playbook("playbooks/nightly.yml", *args)
 
@@ -50,7 +55,7 @@ def faults(lab, nodes):
     """Every fault of the issue, each on the node where it does not hide another."""
     app, dev = lab.nodes[nodes["app"]]["app_dir"], lab.nodes[nodes["dev"]]["app_dir"]
     quota = lab.nodes[nodes["dev"]]["disk_bytes"]
-    used = int(lxc_json("/1.0/instances/%s/state" % nodes["dev"], lab.project)["disk"]["root"]["usage"])
+    used = disk_used(lab, nodes["dev"])
     lxc("stop", "--force", "--project", lab.project, nodes["stopped"])
     lab.exec(nodes["infra"], "systemctl stop docker.socket docker", check=True)
     lab.exec(nodes["app"], "cd %s && sed -i 's/^JWT_SECRET=.*/JWT_SECRET=changeme/' .env && "
@@ -60,7 +65,9 @@ def faults(lab, nodes):
     lab.exec(nodes["dev"], "rm -f /run/fleet-test-ok; cat > /etc/systemd/system/fleet-test-fail.service <<'EOF'\n%sEOF\n"
              "systemctl daemon-reload; systemctl start fleet-test-fail; touch /run/fleet-test-ok" % FAILING_UNIT)
     lab.exec(nodes["dev"], "echo '# local change' >> %s/README.md" % dev, check=True)
-    lab.exec(nodes["dev"], "fallocate -l %d /root/fill" % int(quota * 0.93 - used), check=True)
+    lab.exec(nodes["dev"], "fallocate -l %d /root/fill && sync" % int(quota * 0.93 - used), check=True)
+    # btrfs counts the quota group at its next commit: wait until LXD sees it.
+    eventually(lambda: disk_used(lab, nodes["dev"]) > 0.9 * quota, True, timeout=60, interval=2)
     yield nodes
     lab.exec(nodes["dev"], "rm -f /root/fill /etc/systemd/system/fleet-test-fail.service /run/fleet-test-ok; "
              "systemctl reset-failed; git -c safe.directory='*' -C %s checkout -- README.md" % dev)
@@ -136,8 +143,10 @@ def test_html_report_renders_in_a_headless_browser(lab, faults):
 
 def test_after_cleanup_the_next_run_finds_the_fleet_healthy(lab, faults):
     dev_dir = lab.nodes[faults["dev"]]["app_dir"]
-    lab.exec(faults["dev"], "rm -f /root/fill; git -c safe.directory='*' -C %s checkout -- README.md" % dev_dir,
+    lab.exec(faults["dev"], "rm -f /root/fill && sync; git -c safe.directory='*' -C %s checkout -- README.md" % dev_dir,
              check=True)
+    quota = lab.nodes[faults["dev"]]["disk_bytes"]
+    assert eventually(lambda: disk_used(lab, faults["dev"]) < 0.8 * quota, True, timeout=60, interval=2)
     run = nightly(lab)
     assert run.rc == 0, str(run)
     data = report()
