@@ -118,11 +118,13 @@ def ensure(path, password_file, names=None, slots=None, length=32, write=True, g
         name, size = (entry.get("name"), entry.get("length", length)) if isinstance(entry, dict) else (entry, length)
         if not name or not isinstance(name, str):
             raise SecretsStoreError("a secret needs a name (got %r)" % (name,))
+        # Plain str: the names come in as Ansible's tagged strings, which YAML cannot write.
+        name = str(name)
         if not content["secrets"].get(name):
             content["secrets"][name] = generator(int(size))
             created.append(name)
     used = set(content["slots"].values())
-    for name in slots or []:
+    for name in map(str, slots or []):
         if name not in content["slots"]:
             free = 0
             while free in used:

@@ -126,7 +126,7 @@ def test_redis_binds_the_bridge_requires_the_password_and_limits_memory(rendered
 def test_exporters_listen_on_the_bridge_and_keep_the_password_off_the_command_line(rendered):
     infra = rendered[0]
     pg = (infra / "etc/default/prometheus-postgres-exporter").read_text()
-    assert "--web.listen-address=10.10.10.10:9187" in pg and "host=/run/postgresql user=prometheus" in pg
+    assert "--web.listen-address=10.10.10.10:9187" in pg and "postgresql://prometheus@:5432/postgres?host=/run/postgresql" in pg
     redis = (infra / "etc/default/prometheus-redis-exporter").read_text()
     args = re.search(r'^ARGS="(.*)"$', redis, re.M).group(1)
     assert "-web.listen-address=10.10.10.10:9121" in args and SECRETS["redis"] not in args
