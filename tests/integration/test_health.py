@@ -163,9 +163,12 @@ def test_schedule_runs_one_nightly_at_a_time(lab):
         # The lock: while one run holds it, the next one gives up at once (exit 75) instead of overlapping.
         holder = subprocess.Popen(["flock", "/run/adelie-fleet-nightly.lock", "sleep", "30"])
         try:
-            eventually(lambda: subprocess.run(["flock", "-n", "/run/adelie-fleet-nightly.lock", "true"]).returncode,
-                       1, timeout=5, interval=0.2)
-            second = subprocess.run(["/usr/local/sbin/adelie-fleet-nightly"], capture_output=True, text=True, timeout=20)
+            def lock_free():
+                return subprocess.run(["flock", "-n", "/run/adelie-fleet-nightly.lock", "true"], check=False).returncode
+
+            eventually(lock_free, 1, timeout=5, interval=0.2)
+            second = subprocess.run(["/usr/local/sbin/adelie-fleet-nightly"], capture_output=True, text=True, timeout=20,
+                                    check=False)
             assert second.returncode == 75, (second.returncode, second.stdout, second.stderr)
         finally:
             holder.kill()

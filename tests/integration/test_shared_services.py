@@ -83,7 +83,9 @@ def test_a_teammate_reaches_their_own_database_only(lab, infra, members, client)
 @pytest.fixture()
 def outside(lab):
     """A namespace plugged into the fleet bridge with an address outside the fleet's subnet."""
-    run = lambda *cmd: subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: E731
+    def run(*cmd):
+        return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
     run("ip", "netns", "add", OUTSIDE_NS)
     run("ip", "link", "add", "ft-out0", "type", "veth", "peer", "name", "ft-out1")
     run("ip", "link", "set", "ft-out1", "netns", OUTSIDE_NS)
