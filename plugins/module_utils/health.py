@@ -68,6 +68,7 @@ FINDING_KINDS = {
     "jwt_default": ("critical", "jwt_default"),
     "jwt_unreadable": ("warning", None),
     "disk_high": ("warning", None),
+    "backup_old": ("warning", None),
     "memory_high": ("warning", None),
     "git_error": ("warning", None),
     "git_diverged": ("warning", None),
@@ -107,6 +108,7 @@ DEFAULTS = {
     "disk_threshold": 0.9,
     "memory_threshold": 0.9,
     "restart_threshold": 5,
+    "backup_max_age": 36 * 3600,
     "previous_repairs": [],
 }
 
@@ -305,6 +307,10 @@ def classify(node, probe, options, disk_used=None):
         found.append(finding(node, "disk_high", "root disk %s of its %d GiB quota in use" % (
             _percent(disk_used, quota), quota // 1073741824)))
 
+    for db, age in sorted(backup_ages(probe).items()):
+        if age > options["backup_max_age"]:
+            found.append(finding(node, "backup_old", "the last good backup of %s is %s old" % (db, _hours(age)), db))
+
     docker = probe.get("docker")
     weak = (probe.get("jwt") or {}).get("reason") in jwt_status.WEAK_REASONS
     if docker is not None:
@@ -316,6 +322,16 @@ def classify(node, probe, options, disk_used=None):
 
     found.extend(_app_findings(node, probe, weak))
     return found
+
+
+def backup_ages(probe):
+    """db -> seconds since its last good backup (by the node's clock), where the node backs up databases."""
+    backups = (probe or {}).get("backups") or {}
+    return {db: max(0.0, backups["now"] - stamp) for db, stamp in (backups.get("last_success") or {}).items()}
+
+
+def _hours(seconds):
+    return "%.1f h" % (seconds / 3600.0)
 
 
 def _container_findings(node, probe, options, jwt_weak):
@@ -668,6 +684,10 @@ def summary_text(result, findings=None, repairs=None, broken=None):
                      sorted(broken, key=lambda f: (f["node"] or "", SEVERITY_ORDER[f["severity"]])))
     else:
         lines.append("Nothing is left broken.")
+    ages = {(n["node"], db): age for n in nodes for db, age in backup_ages(n.get("probe")).items()}
+    if ages:
+        lines.append("Last good backups: " + ", ".join("%s %s ago (%s)" % (db, _hours(age), node)
+                                                        for (node, db), age in sorted(ages.items())))
     notes = [f for f in findings if not is_broken(f)]
     if notes:
         lines.append("Notes: " + "; ".join("%s %s" % (f["node"], f["kind"]) for f in notes))

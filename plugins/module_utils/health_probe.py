@@ -43,6 +43,10 @@ COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-co
 DOCKER_SOCKET = "/var/run/docker.sock"
 NODE_EXPORTER_UNIT = "prometheus-node-exporter.service"
 DOCKER_UNIT = "docker.service"
+# Where adelie-fleet-backup (the db_backup role, on the node running the shared services) publishes
+# the time of each database's last good backup for node-exporter.
+BACKUP_METRICS = "/var/lib/prometheus/node-exporter/adelie_fleet_backup.prom"
+_BACKUP_LINE = re.compile(r'^adelie_fleet_backup_last_success_timestamp_seconds\{db="([^"]+)"\} (\S+)$')
 
 _BRANCH_RE = re.compile(r"^## (?P<branch>.+?)(?:\.\.\.(?P<upstream>\S+))?(?: \[(?P<track>[^\]]*)\])?$")
 _TRACK_RE = re.compile(r"(ahead|behind) (\d+)")
@@ -330,6 +334,16 @@ def app_section(args):
     return section, compose, jwt
 
 
+def parse_backup_metrics(text):
+    """db -> time of its last good backup (seconds since the epoch), from adelie-fleet-backup's textfile."""
+    backups = {}
+    for line in text.splitlines():
+        match = _BACKUP_LINE.match(line.strip())
+        if match:
+            backups[match.group(1)] = float(match.group(2))
+    return backups
+
+
 def probe(args):
     """Collect everything about this node; returns the JSON-able result."""
     started = time.monotonic()
@@ -352,6 +366,11 @@ def probe(args):
         result["memory"] = {"total": info.get("MemTotal"), "available": info.get("MemAvailable")}
     except OSError as error:
         result["memory"] = {"error": str(error)}
+    try:
+        with open(args.get("backup_metrics", BACKUP_METRICS), encoding="utf-8") as handle:
+            result["backups"] = {"now": time.time(), "last_success": parse_backup_metrics(handle.read())}
+    except OSError:
+        pass  # not the node of the shared services
     if args.get("docker", True):
         result["docker"] = docker_state(args.get("docker_socket", DOCKER_SOCKET), max(1.0, deadline - time.monotonic()))
     result["app"], result["compose"], result["jwt"] = app_section(args)

@@ -4,6 +4,7 @@ with the settings the collection wrote into each app's .env."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import socket
 import subprocess
@@ -158,6 +159,10 @@ def test_backup_then_restore_one_database_leaves_the_others(lab, infra, members)
     assert psql(lab, infra, "select i from t order by i", mine).stdout.split() == ["1"]
     metrics = lab.exec(infra, "cat /var/lib/prometheus/node-exporter/adelie_fleet_backup.prom").stdout
     assert 'adelie_fleet_backup_last_success_timestamp_seconds{db="%s"}' % mine in metrics
+    # The nightly health run reports the age of each database's last good backup.
+    nightly = lab.playbook("playbooks/nightly.yml", "-e", '{"nightly_repair": []}')
+    summary = json.loads(Path("/var/lib/adelie-fleet/health/health.json").read_text())["summary"]
+    assert "Last good backups:" in summary and "%s 0.0 h ago (%s)" % (mine, infra) in summary, (nightly.out[-2000:], summary)
 
 
 def test_env_gets_only_the_keys_it_lacks(lab, members):

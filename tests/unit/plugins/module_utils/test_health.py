@@ -642,3 +642,28 @@ def test_a_node_without_python_is_a_probe_error_not_unreachable():
     finding = result["nodes"][0]["findings"][0]
     assert finding["kind"] == "probe_error" and "python3: command not found" in finding["message"]
     assert not result["nodes"][0]["reachable"]
+
+
+BACKUP_TEXTFILE = """# HELP adelie_fleet_backup_last_success_timestamp_seconds Time of the newest complete backup.
+# TYPE adelie_fleet_backup_last_success_timestamp_seconds gauge
+adelie_fleet_backup_last_success_timestamp_seconds{db="dev_hj"} 1795300000
+adelie_fleet_backup_last_success_timestamp_seconds{db="deploy"} 1.7951e+09
+adelie_fleet_backup_last_run_failures 0
+"""
+
+
+def test_backup_metrics_are_read_from_the_textfile():
+    assert health_probe.parse_backup_metrics(BACKUP_TEXTFILE) == {"dev_hj": 1795300000.0, "deploy": 1795100000.0}
+    assert health_probe.parse_backup_metrics("") == {}
+
+
+def test_an_old_backup_is_a_finding_and_every_age_is_reported():
+    probe = healthy_probe()
+    # dev_hj backed up 2 h ago, deploy 2 days and 7.6 h ago.
+    probe["backups"] = {"now": 1795307200.0, "last_success": health_probe.parse_backup_metrics(BACKUP_TEXTFILE)}
+    found = health.classify(NODE, probe, health.DEFAULTS, disk_used=1 << 30)
+    assert kinds(found) == [("backup_old", "deploy")]
+    assert "57.6 h" in found[0]["message"] and found[0]["severity"] == "warning"
+    assert health.backup_ages(probe) == {"dev_hj": 7200.0, "deploy": 207200.0}
+    # A node without the shared services has no backup to report.
+    assert health.backup_ages(healthy_probe()) == {}
