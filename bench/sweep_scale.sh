@@ -13,7 +13,8 @@ extra="$work/light.yml"
 vars="$work/vars.json"
 nodes_json="$work/nodes.json"
 
-# 24 light nodes at .100-.123 of the lab's bridge, and the lab's roles plus `light`.
+# 24 light nodes at .100-.123 of the lab's bridge, the lab's roles plus `light`, and room for them
+# (limits are caps and the loop pool is sparse: idle light containers use little of either).
 "$PY" - "$extra" <<'PY'
 import sys
 hosts = "\n".join("            bench-light%02d: {fleet_ipv4: 10.10.10.%d}" % (i, 100 + i) for i in range(24))
@@ -24,7 +25,8 @@ ansible -i "$INVENTORY" localhost -m ansible.builtin.debug -a var=fleet_roles -o
 import json, sys
 roles = json.load(sys.stdin)["fleet_roles"]
 roles["light"] = {"cpu": 1, "memory": "256MiB", "disk": "2GiB", "pool": "fleet", "docker": False}
-print(json.dumps({"fleet_roles": roles}))' >"$vars"
+capacity = {"memory_reserve": "1GiB", "memory_overcommit": 1.0, "cpu_overcommit": 20.0, "disk_overcommit": 2.0}
+print(json.dumps({"fleet_roles": roles, "fleet_capacity": capacity}))' >"$vars"
 
 cleanup() {
     project=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("project", "default"))' "$nodes_json" 2>/dev/null || echo default)
