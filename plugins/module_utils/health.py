@@ -686,8 +686,8 @@ def summary_text(result, findings=None, repairs=None, broken=None):
         lines.append("Nothing is left broken.")
     ages = {(n["node"], db): age for n in nodes for db, age in backup_ages(n.get("probe")).items()}
     if ages:
-        lines.append("Last good backups: " + ", ".join("%s %s ago (%s)" % (db, _hours(age), node)
-                                                        for (node, db), age in sorted(ages.items())))
+        backups = ["%s %s ago (%s)" % (db, _hours(age), node) for (node, db), age in sorted(ages.items())]
+        lines.append("Last good backups: " + ", ".join(backups))
     notes = [f for f in findings if not is_broken(f)]
     if notes:
         lines.append("Notes: " + "; ".join("%s %s" % (f["node"], f["kind"]) for f in notes))
