@@ -79,6 +79,10 @@ def remove_project(project=PROJECT):
         name = _name(url)
         if name != "default":
             lxc("profile", "delete", "--project", project, name, check=False)
+    # Custom volumes (the backups'): LXD 5.0 deletes a project without them but leaves their subvolume.
+    for pool in (_name(url) for url in lxc_json("/1.0/storage-pools", project) or []):
+        for url in lxc_json("/1.0/storage-pools/%s/volumes/custom" % pool, project) or []:
+            lxc("storage", "volume", "delete", pool, _name(url), "--project", project, check=False)
     lxc("project", "delete", project, check=False)
 
 
