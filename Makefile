@@ -101,7 +101,7 @@ unit: venv tools
 	$(BIN)/python -m pytest -q tests/unit
 
 integration: venv test-deps
-	$(BIN)/python -m pytest -q -x tests/integration
+	$(BIN)/python -m pytest -q -x --durations=20 tests/integration
 
 # Needs the LXD host and image that the integration tests converge first (make test runs it after them).
 molecule: venv
