@@ -25,8 +25,12 @@ import errno
 import os
 import re
 import stat
-import tempfile
-from typing import Any, Iterable, Mapping
+
+# typing and tempfile are imported only where needed: the health sweep's probe runs this file on
+# every node, and their imports were a large part of its start (annotations are postponed).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Mapping
 
 __all__ = [
     "REDACTED",
@@ -527,6 +531,8 @@ def write_atomic(
     the directory. ``module`` (an AnsibleModule or None) is used to copy the
     SELinux context of an existing file. Raises DotEnvFileError.
     """
+    import tempfile  # pylint: disable=import-outside-toplevel
+
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")

@@ -10,7 +10,7 @@ adelie.fleet.jwt_secret rotates with, never by a copy. No value of any file is e
 What it reads, all at once (the commands run concurrently, the rest meanwhile):
   systemd         systemctl is-system-running; list-units --failed; is-active of docker and the exporter
   memory          /proc/meminfo (lxcfs shows the container's limit as MemTotal)
-  docker          its API on the unix socket: /_ping, /containers/json?all=1, /containers/ID/json
+  docker          its API on the unix socket (HTTP/1.0): /_ping, /containers/json?all=1, /containers/ID/json
                   (health and RestartCount), /images/json
   compose images  the compose file's services (image:, build:) read without a YAML library: running
                   `docker-compose config` costs a second of CPU per node (compose v1 is Python)
@@ -24,7 +24,6 @@ and an error in one step is reported in its section, never a crash of the probe.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
@@ -231,18 +230,30 @@ def summarize_container(summary, inspect):
 # ---------------------------------------------------------------------------
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP over a unix socket (the Docker API), one connection kept for every request."""
+def docker_get(socket_path, path, timeout):
+    """The body of one ``GET path`` of the Docker API: HTTP/1.0 on a new unix-socket connection.
 
-    def __init__(self, path, timeout):
-        super().__init__("localhost", timeout=timeout)
-        self._socket_path = path
-
-    def connect(self):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._socket_path)
-        self.sock = sock
+    Not http.client: importing it (with email and ssl) cost the probe more than everything it
+    does on a node without Docker. Docker (Go's net/http) answers HTTP/1.0 unchunked and closes.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(socket_path)
+        sock.sendall(("GET %s HTTP/1.0\r\nHost: docker\r\n\r\n" % path).encode("ascii"))
+        chunks = []
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        sock.close()
+    head, _sep, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0].split()
+    if len(status) < 2 or status[1] != b"200":
+        raise OSError("Docker API %s answered %s" % (path, b" ".join(status[1:]).decode("ascii", "replace") or "nothing"))
+    return body
 
 
 def docker_state(socket_path, timeout):
@@ -251,15 +262,9 @@ def docker_state(socket_path, timeout):
     if not result["socket"]:
         result["error"] = "no Docker socket at %s" % socket_path
         return result
-    conn = _UnixHTTPConnection(socket_path, timeout)
 
     def get(path):
-        conn.request("GET", path)
-        response = conn.getresponse()
-        body = response.read()
-        if response.status != 200:
-            raise OSError("Docker API %s answered %d" % (path, response.status))
-        return body
+        return docker_get(socket_path, path, timeout)
 
     try:
         result["answers"] = get("/_ping").strip() == b"OK"
@@ -267,15 +272,13 @@ def docker_state(socket_path, timeout):
         for summary in listing:
             try:
                 inspect = json.loads(get("/containers/%s/json" % summary["Id"]))
-            except (OSError, ValueError, http.client.HTTPException):
+            except (OSError, ValueError):
                 inspect = None  # removed meanwhile
             result["containers"].append(summarize_container(summary, inspect))
         for image in json.loads(get("/images/json")):
             result["images"].extend(tag for tag in image.get("RepoTags") or [] if tag != "<none>:<none>")
-    except (OSError, ValueError, http.client.HTTPException) as error:
+    except (OSError, ValueError) as error:
         result["error"] = "%s: %s" % (error.__class__.__name__, error)
-    finally:
-        conn.close()
     return result
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import tempfile
 
 import pytest
 from ansible_collections.adelie.fleet.plugins.module_utils import dotenv
@@ -368,6 +369,6 @@ def test_write_atomic_unwritable_directory(tmp_path, monkeypatch):
     def denied(**kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(dotenv.tempfile, "mkstemp", denied)
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
     with pytest.raises(DotEnvFileError, match=r"cannot create a temporary file in .*Permission denied"):
         write_atomic(None, str(tmp_path / ".env"), b"A=1\n")

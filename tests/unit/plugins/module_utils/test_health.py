@@ -168,6 +168,22 @@ def test_docker_state_through_the_api(docker_socket):
     assert state["images"] == ["fleet/backend-api:local", "fleet/base:local"]
 
 
+def test_docker_get_refuses_an_error_answer(docker_socket):
+    assert health_probe.docker_get(docker_socket, "/_ping", 5) == b"OK"
+    with pytest.raises(OSError, match="/nowhere answered 404"):
+        health_probe.docker_get(docker_socket, "/nowhere", 5)
+
+
+def test_probe_runs_its_source_when_no_cache_can_be_written(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    node = {"name": "n", "app_dir": None, "docker": False}
+    proc = subprocess.run(["sh", "-c", health.probe_command(str(blocker / "cache"))],
+                          input=health.probe_input(node, dict(health.DEFAULTS, timeout=10)), capture_output=True,
+                          text=True, timeout=30, check=True)
+    assert json.loads(proc.stdout)["probe_version"] == health_probe.PROBE_VERSION
+
+
 def test_docker_state_without_docker(tmp_path):
     state = health_probe.docker_state(str(tmp_path / "none.sock"), 1)
     assert state["answers"] is False and "no Docker socket" in state["error"]
@@ -204,9 +220,22 @@ def test_probe_script_runs_and_judges_like_jwt_status(tmp_path, secret, reason):
     (app / "docker-compose.yml").write_text((ROOT / "roles/fixture_app/files/app/docker-compose.yml").read_text())
     node = {"name": "n", "app_dir": str(app), "compose": "docker-compose", "docker": True}
     options = dict(health.DEFAULTS, timeout=10)
-    proc = subprocess.run([sys.executable, "-"], input=health.probe_script(node, options), capture_output=True,
-                          text=True, timeout=30, check=True)
+    cache = tmp_path / "cache"
+    command = health.probe_command(str(cache))
+
+    def run_probe():
+        return subprocess.run(["sh", "-c", command], input=health.probe_input(node, options), capture_output=True,
+                              text=True, timeout=30, check=True)
+
+    proc = run_probe()
     result = json.loads(proc.stdout)
+    # The first run keeps the code as a module named by its hash; the next imports its bytecode.
+    cached = [path.name for path in cache.iterdir() if path.is_file()]
+    assert cached == [command.split()[-2] + ".py"]
+    assert len(list((cache / "__pycache__").iterdir())) == 1
+    again = run_probe()
+    assert {k: v for k, v in json.loads(again.stdout).items() if k not in ("elapsed_ms", "memory", "backups")} \
+        == {k: v for k, v in result.items() if k not in ("elapsed_ms", "memory", "backups")}
     assert result["jwt"]["reason"] == reason == jwt_status.file_status(str(app / ".env"))["reason"]
     assert result["compose"]["images"]["frontend"] == {"image": "fleet/frontend:local", "build": True}
     assert result["git"] == {"present": False}
@@ -355,8 +384,9 @@ class FakeFleet:
             self.commands.append((name, command))
         if name in self.dead:
             return 255, "", "ssh: connect to host %s port 22: No route to host\r\n" % node["ipv4"]
-        if command == "python3 -":
-            assert stdin.startswith("from __future__ import annotations") and "main(json.loads(" in stdin
+        if command == health.probe_command():
+            args, _nl, body = stdin.partition("\n")
+            assert json.loads(args)["app_dir"] == node.get("app_dir") and body == health.probe_body()
             return 0, json.dumps(self.probes[name]) + "\n", ""
         probe = self.probes[name]
         if "restart docker.service" in command:
@@ -418,7 +448,7 @@ def test_sweep_report_only_touches_nothing_and_survives_a_dead_node():
     fake = FakeFleet(broken_fleet(), dead={"dev-ryejinn"})
     lxd = FakeLxd(statuses(**{"dev-yj99son": "Stopped", "dev-jjjh02": None}))
     result = health.Sweep(fleet_nodes(), {"repair": []}, transport=fake, lxd=lxd).run()
-    assert all(command == "python3 -" for _node, command in fake.commands)
+    assert all(command == health.probe_command() for _node, command in fake.commands)
     # A stopped or missing container is not SSH'd; the dead node is reported, the others swept.
     assert sorted(call[0] for call in fake.commands) == ["deploy-test", "dev-hj", "dev-ryejinn", "staging"]
     by_node = {node["node"]: node for node in result["nodes"]}
@@ -476,7 +506,7 @@ def test_check_mode_plans_and_runs_nothing():
     result = health.Sweep(fleet_nodes(), {"repair": list(health.REPAIR_KINDS), "check_mode": True},
                           transport=fake, lxd=lxd).run()
     assert lxd.actions == []
-    assert all(command == "python3 -" for _node, command in fake.commands)
+    assert all(command == health.probe_command() for _node, command in fake.commands)
     statuses_seen = {r["status"] for r in result["repairs"]}
     assert statuses_seen == {"planned", "delegated"}
     assert any(r["action"] == "lxc unfreeze --project default dev-yj99son" for r in result["repairs"])
@@ -526,8 +556,8 @@ def test_lxd_host_queries(monkeypatch):
 
 def test_ssh_transport_command_line():
     transport = health.SshTransport(dict(health.DEFAULTS, ssh_key="/k/id", connect_timeout=4))
-    argv = transport.argv(NODE, "python3 -")
-    assert argv[0] == "ssh" and argv[-3:] == ["root", "10.10.10.34", "python3 -"][-3:] or argv[-1] == "python3 -"
+    argv = transport.argv(NODE, "uptime")
+    assert argv[0] == "ssh" and argv[-4:] == ["-l", "root", "10.10.10.34", "uptime"]
     assert "ConnectTimeout=4" in argv and "BatchMode=yes" in argv and "ControlMaster=auto" in argv
     assert argv[argv.index("-i") + 1] == "/k/id"
 

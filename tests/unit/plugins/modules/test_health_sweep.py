@@ -47,7 +47,7 @@ class Fleet:
         self.commands.append((node["name"], command))
         if node["name"] not in self.state:
             return 124, "", ""
-        if command == "python3 -":
+        if command == health.probe_command():
             return 0, json.dumps(self.state[node["name"]]), ""
         if "docker restart c0ffee" in command:
             self.state[node["name"]]["docker"]["containers"][0]["health"] = "healthy"
@@ -89,7 +89,7 @@ def test_check_mode_sweeps_plans_and_writes_nothing(capsys, tmp_path):
                               textfile_dir=str(tmp_path), _ansible_check_mode=True)
     assert code == 0 and result["changed"] is False
     assert result["files"] == [] and list(tmp_path.iterdir()) == []
-    assert [command for _node, command in Fleet.instances["transport"].commands] == ["python3 -"] * 3
+    assert [command for _node, command in Fleet.instances["transport"].commands] == [health.probe_command()] * 3
     assert {(r["node"], r["kind"], r["status"]) for r in result["repairs"]} == {
         ("staging", "container_unhealthy", "planned"), ("staging", "node_exporter_down", "planned"),
         ("dev-hj", "jwt_default", "delegated")}
@@ -119,7 +119,7 @@ def test_repair_mode_repairs_records_and_writes_reports(capsys, tmp_path):
 def test_report_only_by_default(capsys):
     result, _code = run_module(capsys, nodes=NODES)
     assert result["repairs"] == [] and result["changed"] is False
-    assert all(command == "python3 -" for _node, command in Fleet.instances["transport"].commands)
+    assert all(command == health.probe_command() for _node, command in Fleet.instances["transport"].commands)
 
 
 def test_bad_arguments(capsys):

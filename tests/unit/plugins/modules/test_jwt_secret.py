@@ -7,6 +7,7 @@ import json
 import os
 import re
 import stat
+import tempfile
 
 import pytest
 from ansible.module_utils.common import warnings as ansible_warnings
@@ -593,7 +594,7 @@ def test_write_failure_fails_cleanly(tmp_path, capsys, monkeypatch):
     def denied(**kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(dotenv.tempfile, "mkstemp", denied)
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
     result, _out = run_module(capsys, path=str(path))
     assert_failed(result, "cannot create a temporary file in %s" % tmp_path, "Permission denied")
     assert path.read_bytes() == data
