@@ -105,6 +105,10 @@ def test_onboard_offboard_restore(lab, tmp_path, newcomer_key):
         assert lxc_json("/1.0/instances/%s" % node) is None
         tarballs = sorted(exports.glob("%s-*.tar.gz" % node))
         assert len(tarballs) == 1 and tarballs[0].stat().st_size > 1024 * 1024
+        # Nobody is paged about a node offboarded on purpose: its target and quotas left with the run.
+        assert eventually(lambda: lab.target_health("node", node), {}, timeout=10) == {}
+        quota = 'adelie_fleet_quota_cpu{node="%s"}' % node
+        assert eventually(lambda: lab.query(quota), [], timeout=2 * 15 + 5) == []
 
         restore = lab.playbook("playbooks/restore.yml", "-i", newcomer, "-e", "export=%s" % tarballs[0])
         assert restore.rc == 0, str(restore)
