@@ -233,8 +233,8 @@ def summarize_container(summary, inspect):
 def docker_get(socket_path, path, timeout):
     """The body of one ``GET path`` of the Docker API: HTTP/1.0 on a new unix-socket connection.
 
-    Not http.client: importing it (with email and ssl) cost the probe more than everything it
-    does on a node without Docker. Docker (Go's net/http) answers HTTP/1.0 unchunked and closes.
+    Not http.client: its import (with email and ssl) was the largest part of the probe's start on
+    every node. Docker (Go's net/http) answers HTTP/1.0 unchunked and closes the connection.
     """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
