@@ -70,7 +70,9 @@ def test_onboard_offboard_restore(lab, tmp_path, newcomer_key):
         "login": login, "name": "Dave Newcomer", "email": "dave@adelie.invalid", "ssh_key": public_key}}})
     exports = tmp_path / "exports"
     try:
-        prometheus_started = lab.query('process_start_time_seconds{job="prometheus"}')[0]["value"][1]
+        started = 'process_start_time_seconds{job="prometheus"}'
+        assert eventually(lambda: len(lab.query(started)), 1, timeout=2 * 15 + 5) == 1  # scraped itself once
+        prometheus_started = lab.query(started)[0]["value"][1]
         onboard = lab.playbook("playbooks/onboard.yml", "-i", newcomer, "-e", "member=" + login)
         ended = time.monotonic()
         assert onboard.rc == 0, str(onboard)
@@ -78,7 +80,7 @@ def test_onboard_offboard_restore(lab, tmp_path, newcomer_key):
         # run's end, with no restart (file-based discovery).
         up = eventually(lambda: lab.target_health("node", node).get(node), "up", timeout=20, interval=0.5)
         assert up == "up" and time.monotonic() - ended < 20 + 1, lab.target_health("node")
-        assert lab.query('process_start_time_seconds{job="prometheus"}')[0]["value"][1] == prometheus_started
+        assert lab.query(started)[0]["value"][1] == prometheus_started
         # Only the newcomer's node was touched, besides its quotas on the host and its targets.
         assert set(onboard.changed_hosts()) <= {node, "localhost", lab.monitoring_node}, onboard.changed_hosts()
         assert "Host %s" % node in onboard.out and "HostName %s" % address in onboard.out
@@ -103,7 +105,7 @@ def test_onboard_offboard_restore(lab, tmp_path, newcomer_key):
                                 "-e", "fleet_export_dir=%s" % exports)
         assert offboard.rc == 0, str(offboard)
         assert lxc_json("/1.0/instances/%s" % node) is None
-        tarballs = sorted(exports.glob("%s-*.tar.gz" % node))
+        tarballs = sorted(exports.glob("%s-*.tar.zst" % node))
         assert len(tarballs) == 1 and tarballs[0].stat().st_size > 1024 * 1024
         # Nobody is paged about a node offboarded on purpose: its target and quotas left with the run.
         assert eventually(lambda: lab.target_health("node", node), {}, timeout=10) == {}
