@@ -11,7 +11,6 @@ import os
 import re
 import socketserver
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
