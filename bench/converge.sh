@@ -4,6 +4,8 @@
 # Prints one line per figure: name, seconds, and the recap's changed count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The checkout's venv first, also when the script is run on its own (not through make bench).
+export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_NOCOLOR=1
 INVENTORY=${INVENTORY:-inventories/lab}
 PLAY=(ansible-playbook -i "$INVENTORY")

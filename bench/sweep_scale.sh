@@ -5,6 +5,8 @@
 #   bench/sweep_scale.sh            (needs the converged lab: make up)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The checkout's venv first, also when the script is run on its own (not through make bench).
+export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_NOCOLOR=1
 PY=${PY:-.venv/bin/python}
 INVENTORY=${INVENTORY:-inventories/lab}
