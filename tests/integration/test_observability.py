@@ -63,6 +63,7 @@ def test_quotas_from_the_model_are_published(lab):
     # LXD's own memory total is the limit, and agrees with the model's quota.
     ratio = lab.query("lxd_memory_MemTotal_bytes / on (project, node) adelie_fleet_quota_memory_bytes")
     assert {s["metric"]["node"] for s in ratio} == set(lab.nodes) and all(s["value"][1] == "1" for s in ratio)
+
     # Each container's real root-disk use, what LXD reports for it (its quota group), not the pool's
     # size that LXD's metrics and df show. The publisher refreshes it every 60 s.
     def published():
