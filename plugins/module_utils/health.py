@@ -9,8 +9,8 @@ One sweep:
   2. Repair ``container_stopped`` (``lxc start`` / ``lxc unfreeze``) when enabled, then wait for SSH.
   3. Probe every running node in parallel: one SSH session each (ControlMaster, ConnectTimeout, a
      timeout per node) running the probe (health_probe, one file made from module_utils' text,
-     sent on stdin and kept on the node as a module named by its hash: see PROBE_CACHE_DIR). A node that does not answer is the finding ``unreachable`` and the
-     rest of the fleet is swept.
+     sent on stdin and kept on the node as a module named by its hash: see PROBE_CACHE_DIR). A
+     node that does not answer is the finding ``unreachable`` and the rest of the fleet is swept.
   4. Classify (kind, severity, message, repair kind); plan the enabled repairs; run them over SSH
      (per node in order, nodes in parallel); probe the repaired nodes again; a second round repairs
      what the first one uncovered (e.g. an image missing once dockerd answers again).

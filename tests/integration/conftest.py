@@ -169,6 +169,10 @@ class Fleet:
         return {t["labels"].get("node"): t["health"] for t in self.api("/api/v1/targets")["data"]["activeTargets"]
                 if t["labels"]["job"] == job and (node is None or t["labels"].get("node") == node)}
 
+    def disk_used(self, node):
+        """The container's root-disk use as LXD reports it (its btrfs quota group)."""
+        return int(lxc_json("/1.0/instances/%s/state" % node, self.project)["disk"]["root"]["usage"])
+
     def address(self, node):
         """The node's address: from the inventory, or for a node a test added (onboarding), from LXD."""
         if node in self.nodes:

@@ -46,7 +46,7 @@ def test_write_past_disk_quota_fails(lab):
         # btrfs gives the space back to the quota group asynchronously: wait for it, or the
         # next run on this node finds its disk still full.
         deadline = time.monotonic() + 120
-        while lxc_json("/1.0/instances/%s/state" % name)["disk"]["root"]["usage"] > quota * 0.8:
+        while lab.disk_used(name) > quota * 0.8:
             assert time.monotonic() < deadline, "the quota group never gave the space back"
             lab.exec(name, "sync")
             time.sleep(2)

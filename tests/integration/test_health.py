@@ -35,11 +35,6 @@ def kinds(data, node, key="findings"):
     return {f["kind"] for f in entry[key]}
 
 
-def disk_used(lab, node):
-    """The container's root-disk use as LXD reports it (its btrfs quota group)."""
-    return int(lxc_json("/1.0/instances/%s/state" % node, lab.project)["disk"]["root"]["usage"])
-
-
 def nightly(lab, *args):
     return lab.playbook("playbooks/nightly.yml", *args)
 
@@ -55,7 +50,7 @@ def faults(lab, nodes):
     """Every fault of the issue, each on the node where it does not hide another."""
     app, dev = lab.nodes[nodes["app"]]["app_dir"], lab.nodes[nodes["dev"]]["app_dir"]
     quota = lab.nodes[nodes["dev"]]["disk_bytes"]
-    used = disk_used(lab, nodes["dev"])
+    used = lab.disk_used(nodes["dev"])
     lxc("stop", "--force", "--project", lab.project, nodes["stopped"])
     lab.exec(nodes["infra"], "systemctl stop docker.socket docker", check=True)
     lab.exec(nodes["app"], "cd %s && sed -i 's/^JWT_SECRET=.*/JWT_SECRET=changeme/' .env && "
@@ -67,7 +62,7 @@ def faults(lab, nodes):
     lab.exec(nodes["dev"], "echo '# local change' >> %s/README.md" % dev, check=True)
     lab.exec(nodes["dev"], "fallocate -l %d /root/fill && sync" % int(quota * 0.93 - used), check=True)
     # btrfs counts the quota group at its next commit: wait until LXD sees it.
-    eventually(lambda: disk_used(lab, nodes["dev"]) > 0.9 * quota, True, timeout=60, interval=2)
+    eventually(lambda: lab.disk_used(nodes["dev"]) > 0.9 * quota, True, timeout=60, interval=2)
     yield nodes
     lab.exec(nodes["dev"], "rm -f /root/fill /etc/systemd/system/fleet-test-fail.service /run/fleet-test-ok; "
              "systemctl reset-failed; git -c safe.directory='*' -C %s checkout -- README.md" % dev)
@@ -146,7 +141,7 @@ def test_after_cleanup_the_next_run_finds_the_fleet_healthy(lab, faults):
     lab.exec(faults["dev"], "rm -f /root/fill && sync; git -c safe.directory='*' -C %s checkout -- README.md" % dev_dir,
              check=True)
     quota = lab.nodes[faults["dev"]]["disk_bytes"]
-    assert eventually(lambda: disk_used(lab, faults["dev"]) < 0.8 * quota, True, timeout=60, interval=2)
+    assert eventually(lambda: lab.disk_used(faults["dev"]) < 0.8 * quota, True, timeout=60, interval=2)
     run = nightly(lab)
     assert run.rc == 0, str(run)
     data = report()

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import GATEWAY, eventually, lxc_json
+from conftest import GATEWAY, eventually
 
 REPO = Path(__file__).resolve().parents[2]
 SCRAPE_INTERVAL = 15
@@ -70,7 +70,7 @@ def test_quotas_from_the_model_are_published(lab):
         return {s["metric"]["node"]: float(s["value"][1]) for s in lab.query("adelie_fleet_disk_used_bytes" + project)}
 
     def lxd_usage():
-        return {name: lxc_json("/1.0/instances/%s/state" % name, lab.project)["disk"]["root"]["usage"] for name in lab.nodes}
+        return {name: lab.disk_used(name) for name in lab.nodes}
 
     def agrees():
         now, live = published(), lxd_usage()
