@@ -22,7 +22,20 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "build", "collections"))
 
-from ansible_collections.adelie.fleet.plugins.module_utils import health  # noqa: E402
+from ansible_collections.adelie.fleet.plugins.module_utils import health, health_report  # noqa: E402
+
+# The nightly role's templates of the pages for people (health.md, health.html).
+REPORT_TEMPLATES = os.path.join(ROOT, "roles", "nightly", "templates", "var", "lib", "adelie-fleet", "health")
+
+
+def write_pages(result, report_dir):
+    """health.md and health.html from the nightly role's templates, as the nightly run writes them."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(REPORT_TEMPLATES), keep_trailing_newline=True)
+    for name in ("health.md", "health.html"):
+        health_report.write_atomic(os.path.join(report_dir, name),
+                                   env.get_template(name + ".j2").render(health_report=result))
 
 
 def nodes_from_inventory(inventory):
@@ -48,6 +61,7 @@ def nodes_from_inventory(inventory):
             entry[field] = host_vars.get("fleet_" + field)
         nodes[name] = entry
     model = build_model(nodes, common["fleet_roles"], common["fleet_network"], common["fleet_pools"],
+                        services=common.get("fleet_services"),
                         app_dir=common.get("fleet_app_dir", "/opt/fleet-app"),
                         compose_command=common.get("fleet_compose_command", "docker-compose"))
     return {"project": common.get("fleet_project", "default"), "ssh_key": common.get("fleet_ssh_key_file"),
@@ -108,9 +122,11 @@ def main(argv=None):
     except ValueError as error:
         parser.error(str(error))
     if not args.check:
-        health.write_reports(result, args.report_dir, args.textfile_dir)
+        health_report.write_reports(result, args.report_dir, args.textfile_dir)
+        if args.report_dir:
+            write_pages(result, args.report_dir)
     if args.json:
-        print(health.render_json(result), end="")
+        print(health_report.render_json(result), end="")
     elif not args.quiet:
         print(result["summary"])
     print("health sweep: %d node(s), %.3f s sweep, %.3f s since process start" % (

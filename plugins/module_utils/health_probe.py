@@ -8,7 +8,8 @@ prints one JSON document. The JWT secret is judged by jwt_status.file_status, th
 adelie.fleet.jwt_secret rotates with, never by a copy. No value of any file is ever printed.
 
 What it reads, all at once (the commands run concurrently, the rest meanwhile):
-  systemd         systemctl is-system-running; list-units --failed; is-active of docker and the exporter
+  systemd         systemctl is-system-running; list-units --failed; the state of the node's declared
+                  services (and of a repair's target): loaded/masked/missing, active, for how long
   memory          /proc/meminfo (lxcfs shows the container's limit as MemTotal)
   docker          its API on the unix socket (HTTP/1.0): /_ping, /containers/json?all=1, /containers/ID/json
                   (health and RestartCount), /images/json
@@ -40,8 +41,10 @@ __metaclass__ = type
 PROBE_VERSION = 1
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 DOCKER_SOCKET = "/var/run/docker.sock"
-NODE_EXPORTER_UNIT = "prometheus-node-exporter.service"
 DOCKER_UNIT = "docker.service"
+# What `systemctl show` tells of a unit: whether it exists (LoadState: loaded, masked, not-found),
+# its state, and since when it is active (CLOCK_MONOTONIC, as time.monotonic(), in microseconds).
+UNIT_PROPERTIES = ("LoadState", "ActiveState", "SubState", "ActiveEnterTimestampMonotonic", "NRestarts")
 # Where adelie-fleet-backup (the db_backup role, on the node running the shared services) publishes
 # the time of each database's last good backup for node-exporter.
 BACKUP_METRICS = "/var/lib/prometheus/node-exporter/adelie_fleet_backup.prom"
@@ -66,6 +69,26 @@ def parse_failed_units(text):
         if fields and not fields[0].startswith("0"):
             units.append(fields[0])
     return units
+
+
+def parse_unit_show(text, units, now):
+    """``systemctl show -p ... UNIT...`` (one block per unit, in the order asked) -> {unit: state}.
+
+    state: load, active, sub, restarts, and active_for (seconds active, None unless active)."""
+    blocks = text.strip().split("\n\n") if text.strip() else []
+    result = {}
+    for unit, block in zip(units, blocks):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        number = {key: int(props[key]) if props.get(key, "").isdigit() else 0
+                  for key in ("ActiveEnterTimestampMonotonic", "NRestarts")}
+        active = props.get("ActiveState") or "unknown"
+        since = number["ActiveEnterTimestampMonotonic"]
+        result[unit] = {
+            "load": props.get("LoadState") or "unknown", "active": active, "sub": props.get("SubState") or "",
+            "restarts": number["NRestarts"],
+            "active_for": round(now - since / 1e6, 1) if active == "active" and since else None,
+        }
+    return result
 
 
 def parse_meminfo(text):
@@ -356,8 +379,10 @@ def probe(args):
     procs = {
         "state": _start(["systemctl", "is-system-running"]),
         "failed": _start(["systemctl", "list-units", "--failed", "--plain", "--no-legend", "--no-pager"]),
-        "active": _start(["systemctl", "is-active", NODE_EXPORTER_UNIT, DOCKER_UNIT]),
     }
+    units = list(args.get("units") or ())
+    if units:
+        procs["units"] = _start(["systemctl", "show", "--property=" + ",".join(UNIT_PROPERTIES), "--"] + units)
     if app_dir and os.path.isdir(os.path.join(app_dir, ".git")):
         # root reads a checkout its member owns: safe.directory, or git refuses (CVE-2022-24765).
         procs["git"] = _start(["git", "-c", "safe.directory=*", "-C", app_dir, "status", "--porcelain=v1", "-b"],
@@ -383,9 +408,7 @@ def probe(args):
     result["systemd"] = {"state": out.strip() or "unknown", "failed_units": parse_failed_units(outputs["failed"][1])}
     if rc == 124 or (not out.strip() and err):
         result["systemd"]["error"] = err.strip()[:300]
-    active = outputs["active"][1].split()
-    result["units"] = {NODE_EXPORTER_UNIT: active[0] if active else "unknown",
-                       DOCKER_UNIT: active[1] if len(active) > 1 else "unknown"}
+    result["units"] = parse_unit_show(outputs["units"][1], units, time.monotonic()) if units else {}
     if "git" in outputs:
         rc, out, err = outputs["git"]
         result["git"] = dict(parse_git_status(out), present=True) if rc == 0 else {

@@ -25,15 +25,17 @@ description:
     memory against the limit, whether dockerd answers, every Docker container's state, health and
     restart count, the images the app's compose file needs but the node lacks, the app checkout's branch,
     ahead/behind and modified files, the status of C(JWT_SECRET) in the app's C(.env) (the rules of
-    M(adelie.fleet.jwt_secret)) and whether node-exporter runs. Root-disk use against the quota comes
+    M(adelie.fleet.jwt_secret)) and the node's declared services (C(services) of the fleet model: each unit
+    must be loaded and active, and its port must answer on the node's address, tried from the LXD host). Root-disk use against the quota comes
     from LXD's state of the container (inside, C(df) shows the pool).
   - A node that does not answer is the finding C(unreachable); the rest of the fleet is still swept.
   - Repairs are opt-in per kind (O(repair)); each one is recorded in the result and the reports.
     Nothing destructive is ever done (no volume, image, data or file removed, no checkout reset).
   - The JWT secret is not rotated by this module. Its kind V(jwt_default) is reported as C(delegated)
     and the node listed in RV(jwt_rotation_nodes), for the jwt_rotation role (see C(playbooks/nightly.yml)).
-  - Writes C(health.json), C(health.md) and C(health.html) to O(report_dir) and the node-exporter
-    textfile C(adelie_fleet_health.prom) to O(textfile_dir), each atomically.
+  - Writes C(health.json) to O(report_dir) and the node-exporter textfile C(adelie_fleet_health.prom) to
+    O(textfile_dir), each atomically. The pages for people (C(health.md), C(health.html)) are templates of the
+    C(adelie.fleet.nightly) role, rendered from this module's result.
 author:
   - Adelie infra team (@adelie)
 attributes:
@@ -47,7 +49,7 @@ options:
   nodes:
     description:
       - The nodes to sweep, as in the fleet model (C(fleet_model.nodes) values); the keys used are
-        C(name), C(role), C(ipv4), C(app_dir), C(compose), C(docker), C(memory_bytes), C(disk_bytes).
+        C(name), C(role), C(ipv4), C(app_dir), C(compose), C(docker), C(memory_bytes), C(disk_bytes), C(services).
     type: list
     elements: dict
     required: true
@@ -85,23 +87,37 @@ options:
   repair:
     description:
       - Kinds of repair to run. V([]) sweeps and reports only.
-      - V(container_stopped) C(lxc start) a stopped container (C(lxc unfreeze) a frozen one), then probe it.
-      - V(dockerd_down) C(systemctl restart docker). V(unit_failed) C(systemctl reset-failed) and restart
-        a failed unit. V(node_exporter_down) restart C(prometheus-node-exporter).
+      - V(container_stopped) start a stopped container (unfreeze a frozen one) through LXD's API; it holds when
+        LXD says C(Running) and the node answers SSH within O(start_wait).
+      - V(dockerd_down) C(systemctl restart docker); it holds when dockerd answers C(/_ping).
+      - V(service_down) C(systemctl reset-failed) and restart a declared service (C(services) of the node) that is
+        stopped or failed, not one that is masked or not installed. V(unit_failed) the same for any other failed unit.
+        Each holds when the unit has been active for O(settle) seconds and the service's port answers.
       - V(container_unhealthy) C(docker restart) an unhealthy container (not backend-api while the JWT secret
-        is weak, because the rotation recreates it).
-      - V(image_missing) build the compose service whose local image is missing, then C(up -d) it.
+        is weak, because the rotation recreates it); it holds when the container is healthy.
+      - V(image_missing) build the compose service whose local image is missing, then C(up -d) it; it holds when
+        the image exists and the service's container runs (healthy, if it has a healthcheck).
       - V(jwt_default) mark the node for the jwt_rotation role.
+      - Each repair is judged from a fresh probe of the node until it holds or O(verify_timeout) passes; one that
+        does not hold is C(failed), with what was last seen, and its node stays broken.
     type: list
     elements: str
     default: []
-    choices: [container_stopped, dockerd_down, unit_failed, node_exporter_down, container_unhealthy, image_missing, jwt_default]
+    choices: [container_stopped, dockerd_down, service_down, unit_failed, container_unhealthy, image_missing, jwt_default]
   repair_timeout:
     description: Seconds one repair may take on a node (coreutils' C(timeout) there).
     type: int
     default: 300
   start_wait:
     description: Seconds to wait for SSH on a container this run started.
+    type: int
+    default: 60
+  settle:
+    description: Seconds a repaired unit must have been active before its repair counts as holding.
+    type: int
+    default: 10
+  verify_timeout:
+    description: Seconds after a node's repairs within which each must hold; after that it is C(failed).
     type: int
     default: 60
   compose_project:
@@ -132,7 +148,7 @@ options:
     elements: dict
     default: []
   report_dir:
-    description: Directory for C(health.json), C(health.md), C(health.html) (created). Not set, no report file.
+    description: Directory for C(health.json) (created). Not set, no report file.
     type: path
   textfile_dir:
     description: node-exporter's textfile directory on the LXD host. Not set, no metrics file.
@@ -184,7 +200,9 @@ findings:
   type: list
   elements: dict
 repairs:
-  description: Every repair, with C(status) V(done), V(failed), V(planned) (check mode) or V(delegated) (JWT).
+  description:
+    - Every repair, with C(status) V(done) (it ran and holds), V(failed) (it did not run, or did not hold: C(message)
+      says what was seen), V(planned) (check mode) or V(delegated) (JWT).
   returned: always
   type: list
   elements: dict
@@ -219,12 +237,29 @@ seconds:
   description: How long the sweep took.
   returned: always
   type: float
+time:
+  description: When the sweep started (UTC, ISO 8601).
+  returned: always
+  type: str
+time_iso:
+  description: The same as RV(time), under the name the report templates read.
+  returned: always
+  type: str
+project:
+  description: The LXD project swept.
+  returned: always
+  type: str
+fleet_findings:
+  description: Findings about the fleet as a whole (LXD did not answer).
+  returned: always
+  type: list
+  elements: dict
 """
 
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.adelie.fleet.plugins.module_utils import health
+from ansible_collections.adelie.fleet.plugins.module_utils import health, health_report
 
 
 def main():
@@ -242,6 +277,8 @@ def main():
             repair=dict(type="list", elements="str", default=[], choices=list(health.REPAIR_KINDS)),
             repair_timeout=dict(type="int", default=300),
             start_wait=dict(type="int", default=60),
+            settle=dict(type="int", default=10),
+            verify_timeout=dict(type="int", default=60),
             compose_project=dict(type="str", default="fleet-app"),
             jwt_key=dict(type="str", default="JWT_SECRET", no_log=False),
             jwt_min_length=dict(type="int", default=32),
@@ -262,7 +299,7 @@ def main():
         module.fail_json(msg="; ".join(problems))
     options = {key: params[key] for key in (
         "project", "lxd", "ssh_key", "ssh_user", "ssh_args", "connect_timeout", "timeout", "parallelism", "repair",
-        "repair_timeout", "start_wait", "compose_project", "jwt_key", "jwt_min_length", "disk_threshold",
+        "repair_timeout", "start_wait", "settle", "verify_timeout", "compose_project", "jwt_key", "jwt_min_length", "disk_threshold",
         "memory_threshold", "previous_repairs")}
     options["check_mode"] = module.check_mode
     result = health.Sweep(params["nodes"], options).run()
@@ -274,15 +311,15 @@ def main():
             module.warn("textfile_dir %s does not exist (is node-exporter installed?): no metrics written" % textfile_dir)
             textfile_dir = None
         try:
-            files = health.write_reports(result, params["report_dir"], textfile_dir)
+            files = health_report.write_reports(result, params["report_dir"], textfile_dir)
         except OSError as error:
             module.fail_json(msg="cannot write the reports: %s" % error, summary=result["summary"])
     # The reports are the sweep's output, like a log: only a repair changes the fleet.
     module.exit_json(
         changed=any(r.get("status") == "done" for r in result["repairs"]), nodes=result["nodes"], findings=result["findings"], repairs=result["repairs"],
         broken=result["broken"], jwt_rotation_nodes=result["jwt_rotation_nodes"], counts=result["counts"],
-        summary=result["summary"], webhook=health.webhook_payload(result), files=files, seconds=result["seconds"],
-        time=result["time_iso"],
+        summary=result["summary"], webhook=health_report.webhook_payload(result), files=files, seconds=result["seconds"],
+        time=result["time_iso"], time_iso=result["time_iso"], project=result["project"], fleet_findings=result["fleet_findings"],
     )
 
 
