@@ -43,8 +43,8 @@ def summary_text(result, findings=None, repairs=None, broken=None):
         result["seconds"], states["ok"], states["repaired"], states["broken"])]
     if repairs:
         lines.append("Repairs:")
-        lines.extend("  %s: %s %s: %s" % (r["node"], r["kind"], r.get("target") or "", r["status"] +
-                                          ("" if r["status"] == "done" else " (%s)" % r["message"])) for r in repairs)
+        lines.extend("  %s: %s%s: %s" % (r["node"], r["kind"], " " + r["target"] if r.get("target") else "", r["status"] +
+                                         ("" if r["status"] == "done" else " (%s)" % r["message"])) for r in repairs)
     if broken:
         lines.append("Still broken:")
         lines.extend("  %s: %s: %s" % (f["node"] or "fleet", f["kind"], f["message"]) for f in

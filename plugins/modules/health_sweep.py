@@ -249,6 +249,10 @@ project:
   description: The LXD project swept.
   returned: always
   type: str
+check_mode:
+  description: Whether the sweep ran in check mode (repairs only planned).
+  returned: always
+  type: bool
 fleet_findings:
   description: Findings about the fleet as a whole (LXD did not answer).
   returned: always
@@ -319,7 +323,7 @@ def main():
         changed=any(r.get("status") == "done" for r in result["repairs"]), nodes=result["nodes"], findings=result["findings"], repairs=result["repairs"],
         broken=result["broken"], jwt_rotation_nodes=result["jwt_rotation_nodes"], counts=result["counts"],
         summary=result["summary"], webhook=health_report.webhook_payload(result), files=files, seconds=result["seconds"],
-        time=result["time_iso"], time_iso=result["time_iso"], project=result["project"], fleet_findings=result["fleet_findings"],
+        time=result["time_iso"], time_iso=result["time_iso"], project=result["project"], check_mode=result["check_mode"], fleet_findings=result["fleet_findings"],
     )
 
 

@@ -2,12 +2,15 @@
 container, dockerd stopped, backend-api on a default JWT secret, the frontend image deleted,
 node-exporter stopped, a failed systemd unit, a dirty checkout and a disk filled near its quota.
 Report only, then repair, then a run that finds the fleet healthy; the webhook stand-in gets the
-summary and a real headless browser renders the HTML report."""
+summary and a real headless browser renders the HTML report. Then the faults whose repair must be
+judged from outside: a frozen container, a declared service (Redis) stopped by hand, a hung
+backend-api (unhealthy), and node-exporter without its executable, a repair that cannot hold."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -76,7 +79,7 @@ def test_report_only_finds_every_fault_and_changes_nothing(lab, faults):
     assert "container_stopped" in kinds(data, faults["stopped"])
     assert "dockerd_down" in kinds(data, faults["infra"])
     assert {"jwt_default", "image_missing"} <= kinds(data, faults["app"])
-    assert {"node_exporter_down", "unit_failed", "git_dirty", "disk_high"} <= kinds(data, faults["dev"])
+    assert {"service_down", "unit_failed", "git_dirty", "disk_high"} <= kinds(data, faults["dev"])
     assert kinds(data, faults["app"], "repairs") == set() and not any(n["repairs"] for n in data["nodes"])
     # Nothing changed.
     assert lab.config(faults["stopped"]) and lxc_json("/1.0/instances/%s/state" % faults["stopped"],
@@ -96,7 +99,7 @@ def test_repair_fixes_what_is_safe_and_reports_the_rest(lab, faults, receiver):
     repaired = {(n["node"], r["kind"]) for n in data["nodes"] for r in n["repairs"]}
     for node, kind in [(faults["stopped"], "container_stopped"), (faults["infra"], "dockerd_down"),
                        (faults["app"], "image_missing"), (faults["app"], "jwt_default"),
-                       (faults["dev"], "node_exporter_down"),
+                       (faults["dev"], "service_down"),
                        (faults["dev"], "unit_failed")]:
         assert (node, kind) in repaired, (node, kind, repaired)
     broken = {(n["node"], f["kind"]) for n in data["nodes"] for f in n["broken"]}
@@ -147,6 +150,65 @@ def test_after_cleanup_the_next_run_finds_the_fleet_healthy(lab, faults):
     data = report()
     assert not any(n["broken"] for n in data["nodes"]), data["summary"]
     assert not any(n["repairs"] for n in data["nodes"]), data["summary"]
+
+
+EXPORTER = "/usr/bin/prometheus-node-exporter"
+
+
+def unit_state(lab, node, unit):
+    return lab.exec(node, "systemctl is-active %s" % unit).stdout.strip()
+
+
+def health_of(lab, node, container):
+    return lab.exec(node, "docker inspect -f '{{.State.Health.Status}}' %s" % container).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def hard_faults(lab, nodes):
+    """A frozen container, Redis stopped by hand, backend-api's httpd hung (SIGSTOP: unhealthy until
+    restarted), and node-exporter's executable gone (its restart can never hold)."""
+    lxc("pause", "--project", lab.project, nodes["stopped"])
+    lab.exec(nodes["infra"], "systemctl stop redis-server", check=True)
+    lab.exec(nodes["app"], "kill -STOP $(docker top fleet-app_backend-api_1 -o pid,comm | awk '$2 == \"httpd\" {print $1}')",
+             check=True)
+    lab.exec(nodes["dev"], "mv %s %s.away && systemctl restart prometheus-node-exporter; true" % (EXPORTER, EXPORTER),
+             check=True)
+    # Docker marks the container unhealthy after two failed checks (5 s apart, 5 s timeout each).
+    assert eventually(lambda: health_of(lab, nodes["app"], "fleet-app_backend-api_1"), "unhealthy",
+                      timeout=90, interval=3) == "unhealthy"
+    yield nodes
+    lab.exec(nodes["dev"], "test -e %s.away && mv %s.away %s; systemctl reset-failed prometheus-node-exporter; "
+             "systemctl restart prometheus-node-exporter" % (EXPORTER, EXPORTER, EXPORTER))
+    lxc("start", "--project", lab.project, nodes["stopped"], check=False)  # resumes a frozen container
+    lab.exec(nodes["infra"], "systemctl start redis-server")
+
+
+def test_repairs_are_judged_from_outside_and_one_that_cannot_hold_fails_the_run(lab, hard_faults):
+    run = nightly(lab)
+    assert run.rc != 0, "node-exporter cannot run without its executable: the run must fail"
+    data = report()
+    records = {(n["node"], r["kind"]): r for n in data["nodes"] for r in n["repairs"]}
+    for node, kind in [(hard_faults["stopped"], "container_stopped"), (hard_faults["infra"], "service_down"),
+                       (hard_faults["app"], "container_unhealthy")]:
+        assert records[(node, kind)]["status"] == "done", (node, kind, records)
+    exporter = records[(hard_faults["dev"], "service_down")]
+    assert exporter["status"] == "failed", exporter
+    assert "prometheus-node-exporter.service" in exporter["message"] and "not active" in exporter["message"]
+    states = {n["node"]: n["state"] for n in data["nodes"]}
+    assert states[hard_faults["dev"]] == "broken" and states[hard_faults["stopped"]] == "repaired", states
+    assert {n["node"] for n in data["nodes"] if n["broken"]} == {hard_faults["dev"]}, data["summary"]
+    # What holds is checked here, from outside the sweep: LXD's state, the unit, the port, Docker.
+    assert lxc_json("/1.0/instances/%s/state" % hard_faults["stopped"], lab.project)["status"] == "Running"
+    assert lab.exec(hard_faults["stopped"], "true").returncode == 0
+    assert unit_state(lab, hard_faults["infra"], "redis-server") == "active"
+    with socket.create_connection((lab.address(hard_faults["infra"]), 6379), timeout=5):
+        pass
+    assert health_of(lab, hard_faults["app"], "fleet-app_backend-api_1") == "healthy"
+    # The repair that could not hold: the unit is still down, and the report says so in every format.
+    assert unit_state(lab, hard_faults["dev"], "prometheus-node-exporter") != "active"
+    assert "failed" in (REPORT_DIR / "health.md").read_text()
+    assert 'adelie_fleet_health_repairs_failed{node="%s",role="dev"} 1' % hard_faults["dev"] in \
+        Path("/var/lib/prometheus/node-exporter/adelie_fleet_health.prom").read_text()
 
 
 def test_schedule_runs_one_nightly_at_a_time(lab):
