@@ -114,6 +114,7 @@ verify: venv
 bench: venv
 	bench/converge.sh
 	bench/sweep_scale.sh
+	$(BIN)/python bench/plan_scale.py
 
 clean:
 	rm -rf build .venv
