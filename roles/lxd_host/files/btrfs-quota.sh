@@ -12,7 +12,12 @@ set -eu
 for dir in "$@"; do
     uuid=$(findmnt --noheadings --output UUID --target "$dir")
     qgroups="/sys/fs/btrfs/$uuid/qgroups"
-    [ -d "$qgroups" ] || continue
+    if [ ! -d "$qgroups" ]; then
+        # LXD turns quotas on with the first sized volume, after this check on a new pool: the next
+        # run would then set the threshold, a change on a fleet nobody touched. Turn them on now.
+        btrfs quota enable "$dir"
+        echo "set: $dir quota enabled"
+    fi
     if [ -f "$qgroups/drop_subtree_threshold" ] && [ "$(cat "$qgroups/drop_subtree_threshold")" != 8 ]; then
         echo 8 >"$qgroups/drop_subtree_threshold"
         echo "set: $dir drop_subtree_threshold 8"
