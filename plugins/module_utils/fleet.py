@@ -4,60 +4,24 @@
 """The fleet model: inventory data -> validated nodes with effective quotas, and capacity arithmetic.
 
 One place turns the inventory into the fleet (role defaults + node overrides), so that plan.yml,
-the lxd_fleet role and the tests all agree. Every error names the node and the field.
+the lxd_fleet role and the tests all agree. Every error names the node and the field, and every
+problem is reported at once. What each value may be is fleet_schema's tables; here is what relates
+values to each other (pools, roles, addresses, logins, services, the host's threads, the groups).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
-import re
+
+from ansible_collections.adelie.fleet.plugins.module_utils import fleet_schema as schema
+from ansible_collections.adelie.fleet.plugins.module_utils.fleet_schema import (
+    CONTROL_RE, GiB, format_size, parse_size)
 
 __metaclass__ = type
-
-# Exactly what LXD 5.0's units.ParseByteSizeString (shared/units/units.go) accepts, so that a size the
-# model passes LXD would also pass: a run of ASCII digits (an integer: no sign, no fraction, no blank)
-# directly followed by one of these suffixes, case-sensitive ("kB" but "KiB"; "KB", "gb", "Gi" are
-# refused). " bytes" (with its blank) is LXD's own spelling of plain bytes.
-_UNITS = {
-    "": 1, "B": 1, " bytes": 1,
-    "kB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "PB": 10**15, "EB": 10**18,
-    "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "PiB": 2**50, "EiB": 2**60,
-}
-_SIZE_RE = re.compile(r"([0-9]+)(%s)" % "|".join(re.escape(unit) for unit in sorted(_UNITS, key=len, reverse=True)))
-_INT64_MAX = 2**63 - 1  # LXD refuses a size that overflows int64
-# An LXD instance name that DNS keeps as written: lowercase letters, digits and dashes, starting with a
-# letter, not ending with a dash, at most 63 (one DNS label). LXD and DNS fold case, so no uppercase.
-_NODE_RE = re.compile(r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?")
-# A portable Linux login (what useradd accepts without --badname).
-_LOGIN_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
-# Accounts and groups a Debian node already has (base-passwd, the packages the node layer installs, the
-# usual service accounts): a teammate's login must not take one over (useradd also refuses a login that
-# is an existing group's name). Any login starting with "systemd-" is refused as well.
-SYSTEM_ACCOUNTS = frozenset((
-    # base-passwd users
-    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
-    "www-data", "backup", "list", "irc", "gnats", "nobody", "_apt",
-    # base-passwd groups
-    "adm", "tty", "disk", "kmem", "dialout", "fax", "voice", "cdrom", "floppy", "tape", "sudo", "audio",
-    "dip", "operator", "src", "shadow", "utmp", "video", "sasl", "plugdev", "staff", "users", "nogroup",
-    # services of a Debian node and of the fleet
-    "messagebus", "sshd", "_ssh", "ssh", "polkitd", "docker", "crontab", "netdev", "input", "render", "kvm",
-    "sgx", "lxd", "uuidd", "tcpdump", "tss", "dnsmasq", "avahi", "ntp", "_chrony", "statd", "_rpc",
-    "postfix", "postdrop", "postgres", "redis", "minio", "grafana", "prometheus", "node-exporter",
-    "admin", "wheel",
-))
-_EMAIL_RE = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-# One authorized_keys line: type, blank, base64, optional comment; no line break anywhere.
-_SSH_KEY_RE = re.compile(
-    r"(ssh-(?:ed25519|rsa|dss)|ecdsa-sha2-nistp[0-9]+|sk-[^\s\x00-\x1f\x7f]+)"
-    r"[ \t]+[A-Za-z0-9+/=]+(?:[ \t][^\x00-\x1f\x7f]*)?")
 
 # Node fields an inventory entry may set (as fleet_<field>); all but role/ipv4/member override
 # the role's profile.
 QUOTA_FIELDS = ("cpu", "memory", "disk", "pool")
-GiB = 2**30
 # Where a node without a member keeps the app checkout (a member's is /home/<login>/app).
 DEFAULT_APP_DIR = "/opt/fleet-app"
 # The compose commands the node layer knows: v1 (Debian's docker-compose) and the v2 plugin.
@@ -73,184 +37,199 @@ class FleetError(ValueError):
         super().__init__("invalid fleet inventory:\n" + "\n".join("  - " + p for p in self.problems))
 
 
-def parse_size(value):
-    """Bytes from a size LXD accepts ('8GiB', '512MiB', '300GB', '2048', 1073741824); ValueError otherwise."""
-    if isinstance(value, bool):
-        raise ValueError(value)
-    if isinstance(value, int):
-        size = value
-    elif isinstance(value, str):
-        match = _SIZE_RE.fullmatch(value)
-        if not match:
-            raise ValueError(value)
-        size = int(match.group(1)) * _UNITS[match.group(2)]
-    else:
-        raise ValueError(value)
-    if size <= 0 or size > _INT64_MAX:
-        raise ValueError(value)
-    return size
-
-
-def format_size(size):
-    """The shortest exact LXD size string for a byte count ('8GiB', '1536MiB', '123B')."""
-    for unit, factor in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if size % factor == 0:
-            return "%d%s" % (size // factor, unit)
-    return "%dB" % size
-
-
-def _size_hint(value):
-    """What is wrong with a size string, in LXD's terms; '' when nothing specific."""
-    if not isinstance(value, str):
-        return ""
-    if value != value.strip() or (re.search(r"[0-9]\s+[A-Za-z]", value) and not value.endswith(" bytes")):
-        return "; LXD takes no blank: write it like 8GiB"
-    if "." in value or "," in value:
-        return "; LXD takes whole numbers only: write 1536MiB, not 1.5GiB"
-    unit = value.lstrip("0123456789")
-    known = [u for u in _UNITS if u and u.lower() == unit.lower()]
-    if unit and known and unit not in _UNITS:
-        return "; LXD units are case-sensitive: write %s" % known[0]
-    return ""
-
-
-def _size_field(problems, where, field, value):
-    try:
-        return parse_size(value)
-    except (TypeError, ValueError):
-        problems.append("%s: %s %r is not a size (write it like 8GiB, 512MiB or 300GB)%s"
-                        % (where, field, value, _size_hint(value)))
-        return None
-
-
-def _whole_number(value):
-    """A positive int from an int or a string of ASCII digits, else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, float) and value.is_integer():
-        number = int(value)
-    elif isinstance(value, str) and re.fullmatch(r"[0-9]+", value):
-        number = int(value)
-    else:
-        return None
-    return number if number >= 1 else None
-
-
-def _cpu_field(problems, where, field, value):
-    number = _whole_number(value)
-    if number is None:
-        problems.append("%s: %s %r is not a whole number of CPUs (1 or more)" % (where, field, value))
-    return number
-
-
-def _login_problem(login):
-    """Why login cannot be a teammate's login, or None."""
-    if not _LOGIN_RE.fullmatch(login):
-        return ("is not a valid Linux login (lowercase letters, digits, _ and -, starting with a letter, "
-                "at most 32)")
-    if login in SYSTEM_ACCOUNTS or login.startswith("systemd-"):
-        return "is a system account or group of the nodes; a teammate needs a login of their own"
-    return None
-
-
-def _member(problems, node, member, logins):
-    if not isinstance(member, dict):
-        problems.append("%s: fleet_member must be a mapping with login, name, email" % node)
-        return None
-    login = str(member.get("login", ""))
-    problem = _login_problem(login)
-    if problem:
-        problems.append("%s: fleet_member.login %r %s" % (node, login, problem))
-    elif login in logins:
-        problems.append("%s: fleet_member.login %r is already the member of %s" % (node, login, logins[login]))
-    else:
-        logins[login] = node
-    name = str(member.get("name", login))  # checked only when given: a bad login is reported once, as the login
-    if "name" in member and _CONTROL_RE.search(name):
-        problems.append("%s: fleet_member.name %r holds a control character (a line break, a tab...)" % (node, name))
-    elif "name" in member and ":" in name:
-        problems.append("%s: fleet_member.name %r holds a colon, which /etc/passwd cannot store" % (node, name))
-    email = member.get("email")
-    if email is not None and not _EMAIL_RE.fullmatch(str(email)):
-        problems.append("%s: fleet_member.email %r is not an e-mail address" % (node, email))
-    key = member.get("ssh_key")
-    # Blanks and line breaks around the key are dropped (a YAML block scalar ends with one); inside it is one line.
-    if key is not None and not _SSH_KEY_RE.fullmatch(str(key).strip()):
-        problems.append("%s: fleet_member.ssh_key is not an OpenSSH public key line" % node)
-    return {
-        "login": login,
-        "name": name,
-        "email": email,
-        "ssh_key": str(key).strip() if key else None,
-    }
-
-
-def _node_name_problem(name):
-    """Why name cannot be a node (LXD instance and DNS name), or None."""
-    if not isinstance(name, str):
-        return "not a valid container name (a string is needed)"
-    if _NODE_RE.fullmatch(name):
-        return None
-    if _NODE_RE.fullmatch(name.lower()):
-        return ("uppercase letters are refused in a node name: LXD/DNS fold case, so %s and %s would be the same "
-                "host (write %s)" % (name, name.lower(), name.lower()))
-    return ("not a valid container name (lowercase letters, digits and dashes, starting with a letter, not ending "
-            "with a dash; at most 63)")
-
-
-def _network(problems, network):
-    if not isinstance(network, dict):
-        problems.append("fleet_network: must be a mapping with name and ipv4")
-        return None
-    if not network.get("name") or not isinstance(network["name"], str):
-        problems.append("fleet_network: name is missing (the LXD bridge's name)")
-    try:
-        bridge = ipaddress.IPv4Interface(str(network["ipv4"]))
-    except (KeyError, TypeError, ValueError):
-        problems.append("fleet_network: ipv4 %r must be the bridge's address and prefix, like 10.10.10.1/24"
-                        % network.get("ipv4"))
-        return None
-    if bridge.ip in (bridge.network.network_address, bridge.network.broadcast_address):
-        problems.append("fleet_network: ipv4 %s must be the bridge's (gateway's) own address, like 10.10.10.1/24"
-                        % bridge)
-        return None
-    return bridge
-
-
-def _roles(problems, roles, pool_names):
-    effective = {}
-    for role, spec in sorted((roles or {}).items()):
-        where = "fleet_roles.%s" % role
-        if not isinstance(spec, dict):
-            problems.append("%s: must be a mapping of cpu, memory, disk, pool" % where)
-            continue
-        memory = _size_field(problems, where, "memory", spec.get("memory"))
-        disk = _size_field(problems, where, "disk", spec.get("disk"))
-        cpu = _cpu_field(problems, where, "cpu", spec.get("cpu"))
-        pool = spec.get("pool")
-        if pool not in pool_names:
-            problems.append("%s: pool %r is not one of the fleet's pools (%s)"
-                            % (where, pool, ", ".join(sorted(pool_names))))
-        effective[role] = {
-            "cpu": cpu, "memory": memory, "disk": disk, "pool": pool,
-            "docker": bool(spec.get("docker", False)),
-            "member_required": bool(spec.get("member_required", False)),
-        }
-    return effective
-
-
 def _options(problems, app_dir, compose_command):
-    if not isinstance(app_dir, str) or not app_dir.startswith("/") or _CONTROL_RE.search(app_dir):
+    if not isinstance(app_dir, str) or not app_dir.startswith("/") or CONTROL_RE.search(app_dir):
         problems.append("app_dir %r must be an absolute path, like %s" % (app_dir, DEFAULT_APP_DIR))
     if compose_command not in COMPOSE_COMMANDS:
         problems.append("compose_command %r must be one of %s"
                         % (compose_command, ", ".join(repr(c) for c in COMPOSE_COMMANDS)))
 
 
+def _groups(problems, nodes, groups, roles):
+    """The inventory's shape: at least one fleet node, and every host of a role group in group fleet."""
+    if not nodes:
+        problems.append("the inventory has no fleet node: group fleet is empty or missing (hosts.yml needs "
+                        "all: children: fleet: children: <role>: hosts:; is fleet: or children: misspelt?)")
+    if groups is None or not isinstance(roles, dict):
+        return
+    fleet = set(groups.get("fleet", ()))
+    for role in sorted(roles, key=str):
+        for host in groups.get(role, ()):
+            if host not in fleet:
+                problems.append("%s: in role group %s but not in group fleet (in hosts.yml, %s: belongs under "
+                                "fleet: children:)" % (host, role, role))
+
+
+def _where(variable, entry, index):
+    """How a message names an entry of a list: by its name when it has one, else by its index."""
+    name = entry.get("name") if isinstance(entry, dict) else None
+    return "%s.%s" % (variable, name) if isinstance(name, str) and name else "%s[%d]" % (variable, index)
+
+
+def _pools(problems, pools, live_pools):
+    """Each pool's size in bytes (None when not valid), by name."""
+    sizes, seen = {}, {}
+    if not isinstance(pools, list):
+        problems.append("fleet_pools is missing (a list of pools: name, driver, size)" if pools is None else
+                        "fleet_pools must be a list of pools (name, driver, size), not %r" % (pools,))
+        return sizes
+    for index, pool in enumerate(pools):
+        where = _where("fleet_pools", pool, index)
+        valid, found = schema.check(schema.POOL, pool, where)
+        problems += found
+        if not valid or "name" not in valid:
+            continue
+        name = valid["name"]
+        if name in seen:
+            problems.append("%s: listed twice (fleet_pools[%d] and fleet_pools[%d]); the later would replace the "
+                            "earlier" % (where, seen[name], index))
+            continue
+        seen[name] = index
+        sizes[name] = parse_size(valid["size"]) if "size" in valid else None
+    if live_pools is not None:
+        for name in sorted(set(sizes) - set(live_pools)):
+            problems.append("fleet_pools.%s: the LXD host has no such storage pool" % name)
+    return sizes
+
+
+def _roles(problems, roles, pool_sizes):
+    """Each role's quotas (sizes in bytes) and flags; None for a field that is not valid."""
+    effective = {}
+    if not isinstance(roles, dict):
+        problems.append("fleet_roles is missing (a mapping of each role to its cpu, memory, disk and pool)"
+                        if roles is None else
+                        "fleet_roles must be a mapping of each role to its cpu, memory, disk and pool, not %r"
+                        % (roles,))
+        return effective
+    for role, spec in sorted(roles.items(), key=lambda item: str(item[0])):
+        where = "fleet_roles.%s" % role
+        name_problem = schema.role_name_problem(role)
+        if name_problem:
+            problems.append("%s: %s" % (where, name_problem))
+        valid, found = schema.check(schema.ROLE, spec, where)
+        problems += found
+        valid = valid or {}
+        pool = valid.get("pool")
+        if pool is not None and pool not in pool_sizes:
+            problems.append("%s: pool %r is not one of the fleet's pools (%s)"
+                            % (where, pool, ", ".join(sorted(pool_sizes))))
+        effective[role] = {
+            "cpu": valid.get("cpu"),
+            "memory": parse_size(valid["memory"]) if "memory" in valid else None,
+            "disk": parse_size(valid["disk"]) if "disk" in valid else None,
+            "pool": pool,
+            "docker": valid.get("docker", False),
+            "member_required": valid.get("member_required", False),
+        }
+    return effective
+
+
+def _network(problems, network):
+    """The bridge's address/prefix (None when not valid) and its name."""
+    valid, found = schema.check(schema.NETWORK, network, "fleet_network")
+    problems += found
+    valid = valid or {}
+    bridge = ipaddress.IPv4Interface(valid["ipv4"]) if "ipv4" in valid else None
+    return bridge, valid.get("name")
+
+
+def _services(problems, services, roles):
+    """Each role's services: those of all, then of docker (a role with docker), then the role's own."""
+    keys = list(schema.SERVICE_GROUPS) + sorted(roles, key=str)
+    if services is None:
+        services = {}
+    elif not isinstance(services, dict):
+        problems.append("fleet_services must be a mapping of all, docker or a role's name to a list of services, "
+                        "not %r" % (services,))
+        services = {}
+    lists = {}
+    for key, entries in services.items():
+        where = "fleet_services.%s" % key
+        if key not in keys:
+            problems.append(schema.unknown("fleet_services.", key, keys, "is not all, docker or a role of fleet_roles"))
+            continue
+        if not isinstance(entries, list):
+            problems.append("%s must be a list of services (name, unit, port), not %r" % (where, entries))
+            continue
+        lists[key] = []
+        for index, entry in enumerate(entries):
+            valid, found = schema.check(schema.SERVICE, entry, _where(where, entry, index))
+            problems += found
+            if not found:
+                lists[key].append({"name": valid["name"], "unit": valid["unit"], "port": valid.get("port"),
+                                   "from": key})
+    # A unit or a name twice in one list; then in two lists that a role's nodes both get.
+    for key, items in lists.items():
+        for field in ("unit", "name"):
+            values = [item[field] for item in items]
+            for value in sorted({value for value in values if values.count(value) > 1}):
+                problems.append("fleet_services.%s: %s %s is listed twice" % (key, field, value))
+    effective, twice = {}, {}
+    for role, spec in sorted(roles.items(), key=lambda item: str(item[0])):
+        items = [item for key in ["all"] + (["docker"] if spec["docker"] else []) + [role]
+                 for item in lists.get(key, [])]
+        for field in ("unit", "name"):
+            first = {}
+            for item in items:
+                source = first.setdefault(item[field], item["from"])
+                if source != item["from"]:
+                    twice.setdefault((field, item[field], source, item["from"]), set()).add(str(role))
+        effective[role] = [{"name": item["name"], "unit": item["unit"], "port": item["port"]} for item in items]
+    for (field, value, one, other), with_roles in sorted(twice.items()):
+        problems.append("fleet_services: %s %s would be listed twice for the nodes of %s %s (in %s and in %s)"
+                        % (field, value, "role" if len(with_roles) == 1 else "roles", ", ".join(sorted(with_roles)),
+                           one, other))
+    return effective
+
+
+def _host_and_policy(problems, host, policy):
+    """fleet_host and fleet_capacity: (CPU threads, memory, memory reserve, overcommit ratios), None if not valid."""
+    host, found = schema.check(schema.HOST, host, "fleet_host", ".")
+    problems += found
+    policy, found = schema.check(schema.CAPACITY, {} if policy is None else policy, "fleet_capacity", ".")
+    problems += found
+    host, policy = host or {}, policy or {}
+    memory = parse_size(host["memory"]) if "memory" in host else None
+    reserve = parse_size(policy["memory_reserve"]) if policy.get("memory_reserve") else 0
+    if memory is not None and reserve >= memory:
+        problems.append("fleet_capacity.memory_reserve %r leaves nothing of the host's %s of memory"
+                        % (policy["memory_reserve"], format_size(memory)))
+    ratios = {field: float(policy.get(field, 1.0))
+              for field in ("cpu_overcommit", "memory_overcommit", "disk_overcommit")}
+    return host.get("cpus"), memory, reserve, ratios
+
+
+def _address(problems, name, ipv4, bridge, bridge_name, addresses):
+    """The node's address, in the bridge's subnet and no other node's."""
+    if ipv4 is None:
+        return None
+    address = ipaddress.IPv4Address(ipv4)
+    if bridge is not None and (address not in bridge.network or address in (
+            bridge.ip, bridge.network.network_address, bridge.network.broadcast_address)):
+        problems.append("%s: fleet_ipv4 %s is outside %s's subnet %s or reserved in it"
+                        % (name, ipv4, bridge_name, bridge.network))
+    elif ipv4 in addresses:
+        problems.append("%s: fleet_ipv4 %s is already the address of %s" % (name, ipv4, addresses[ipv4]))
+    else:
+        addresses[ipv4] = name
+    return ipv4
+
+
+def _member(problems, node, member, logins):
+    """The member as the model has it (its fields passed the schema); its login is no other node's."""
+    login = member.get("login")
+    if login in logins:
+        problems.append("%s: fleet_member.login %r is already the member of %s" % (node, login, logins[login]))
+    elif login is not None:
+        logins[login] = node
+    key = member.get("ssh_key")
+    return {"login": login, "name": member.get("name", login), "email": member.get("email"),
+            "ssh_key": key.strip() if key else None}
+
+
 def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_APP_DIR,
-                compose_command=DEFAULT_COMPOSE_COMMAND):
+                compose_command=DEFAULT_COMPOSE_COMMAND, services=None, host=None, policy=None, groups=None,
+                variables=None):
     """Validate the inventory and return the fleet model.
 
     nodes: {name: {"groups": [...], "ipv4": ..., "member": ..., "cpu"/"memory"/"disk"/"pool": overrides}}
@@ -260,79 +239,64 @@ def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_A
     live_pools: names of the pools the LXD host really has, when known.
     app_dir: the app checkout of a node without a member (a member's is /home/<login>/app).
     compose_command: how docker nodes run compose, "docker-compose" (v1) or "docker compose" (v2).
+    services: fleet_services (all, docker or a role -> [{name, unit, port}]); each node gets its role's.
+    host, policy: fleet_host and fleet_capacity, checked here too so that every problem is reported at once,
+      and no node may have more CPUs than the host has threads (capacity() compares the totals).
+    groups: the inventory's groups ({group: [hosts]}): a host of a role group must be in group fleet.
+    variables: {host: names of its variables} for every host: a fleet_* name the schema does not know is refused.
     Raises FleetError naming every bad node and field.
     """
     problems = []
     _options(problems, app_dir, compose_command)
-    pool_sizes = {}
-    for pool in pools or []:
-        name = pool.get("name") if isinstance(pool, dict) else None
-        if not name:
-            problems.append("fleet_pools: every pool needs a name (%r)" % (pool,))
-            continue
-        where = "fleet_pools.%s" % name
-        if pool.get("size") is None:
-            problems.append("%s: size is missing; the disk capacity check needs it" % where)
-            pool_sizes[name] = None
-        else:
-            pool_sizes[name] = _size_field(problems, where, "size", pool["size"])
-    if live_pools is not None:
-        for name in sorted(set(pool_sizes) - set(live_pools)):
-            problems.append("fleet_pools.%s: the LXD host has no such storage pool" % name)
-    role_specs = _roles(problems, roles, set(pool_sizes))
-    bridge = _network(problems, network)
+    if variables is not None:
+        problems += schema.unknown_variables(variables)
+    _groups(problems, nodes, groups, roles)
+    pool_sizes = _pools(problems, pools, live_pools)
+    role_specs = _roles(problems, roles, pool_sizes)
+    bridge, bridge_name = _network(problems, network)
+    # Without fleet_roles, the services' keys and the nodes' role groups cannot be checked: said once, above.
+    roles_known = isinstance(roles, dict)
+    role_services = _services(problems, services, role_specs) if roles_known else {}
+    threads = _host_and_policy(problems, host, policy)[0] if host is not None else None
 
     model_nodes = {}
     addresses = {}
     logins = {}
     for name in sorted(nodes, key=str):
         node = nodes[name]
-        name_problem = _node_name_problem(name)
+        name_problem = schema.node_name_problem(name)
         if name_problem:
             problems.append("%s: %s" % (name, name_problem))
         node_roles = sorted(set(node.get("groups", [])) & set(role_specs))
+        if not roles_known:
+            continue
         if len(node_roles) != 1:
             problems.append("%s: must be in exactly one role group of %s, is in %s"
                             % (name, ", ".join(sorted(role_specs)), node_roles or "none"))
             continue
         role = node_roles[0]
         spec = dict(role_specs[role])
-        if node.get("cpu") is not None:
-            spec["cpu"] = _cpu_field(problems, name, "fleet_cpu", node["cpu"])
+        valid, found = schema.check(schema.NODE, {k: v for k, v in node.items() if k != "groups"}, name, ": fleet_")
+        problems += found
+        if "cpu" in valid:
+            spec["cpu"] = valid["cpu"]
         for field in ("memory", "disk"):
-            if node.get(field) is not None:
-                spec[field] = _size_field(problems, name, "fleet_" + field, node[field])
-        if node.get("pool") is not None:
-            spec["pool"] = node["pool"]
-            if node["pool"] not in pool_sizes:
+            if field in valid:
+                spec[field] = parse_size(valid[field])
+        if "pool" in valid:
+            spec["pool"] = valid["pool"]
+            if valid["pool"] not in pool_sizes:
                 problems.append("%s: fleet_pool %r is not one of the fleet's pools (%s)"
-                                % (name, node["pool"], ", ".join(sorted(pool_sizes))))
-
-        ipv4 = node.get("ipv4")
-        if ipv4 is None or ipv4 == "":
-            problems.append("%s: fleet_ipv4 is missing (the node layer reaches each node by SSH at its static address)"
-                            % name)
-            ipv4 = None
-        else:
-            ipv4 = str(ipv4)
-            try:
-                address = ipaddress.IPv4Address(ipv4)
-            except ValueError:
-                problems.append("%s: fleet_ipv4 %r is not an IPv4 address" % (name, ipv4))
-            else:
-                if bridge is not None and (address not in bridge.network or address in (
-                        bridge.ip, bridge.network.network_address, bridge.network.broadcast_address)):
-                    problems.append("%s: fleet_ipv4 %s is outside %s's subnet %s or reserved in it"
-                                    % (name, ipv4, network.get("name"), bridge.network))
-                elif ipv4 in addresses:
-                    problems.append("%s: fleet_ipv4 %s is already the address of %s" % (name, ipv4, addresses[ipv4]))
-                else:
-                    addresses[ipv4] = name
+                                % (name, valid["pool"], ", ".join(sorted(pool_sizes))))
+        if threads is not None and spec["cpu"] is not None and spec["cpu"] > threads:
+            problems.append("%s: %s %d is more than the host's %d CPU threads" % (
+                name, "fleet_cpu" if "cpu" in valid else "cpu (fleet_roles.%s.cpu)" % role, spec["cpu"], threads))
+        ipv4 = _address(problems, name, valid.get("ipv4"), bridge, bridge_name, addresses)
 
         member = None
-        if node.get("member") is not None:
-            member = _member(problems, name, node["member"], logins)
-        elif spec["member_required"]:
+        if "member" in valid:
+            member = _member(problems, name, valid["member"], logins)
+        elif node.get("member") is None and spec["member_required"]:
             problems.append("%s: role %s needs a fleet_member (login, name, email, ssh_key)" % (name, role))
 
         model_nodes[name] = {
@@ -351,6 +315,7 @@ def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_A
             "member": member,
             "app_dir": "/home/%s/app" % member["login"] if member else app_dir,
             "compose": compose_command if spec["docker"] else None,
+            "services": [dict(service) for service in role_services.get(role, [])],
         }
     if problems:
         raise FleetError(problems)
@@ -364,27 +329,8 @@ def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_A
     }
     return {"nodes": model_nodes, "profiles": profiles, "pools": pool_sizes,
             "members": {node["member"]["login"]: name for name, node in model_nodes.items() if node["member"]},
-            "network": {"name": network["name"], "ipv4": str(bridge), "subnet": str(bridge.network),
+            "network": {"name": bridge_name, "ipv4": str(bridge), "subnet": str(bridge.network),
                         "gateway": str(bridge.ip)}}
-
-
-def _ratio(problems, policy, field):
-    """An overcommit ratio of fleet_capacity: a finite number above 0 (default 1)."""
-    value = policy.get(field)
-    if value is None:
-        return 1.0
-    where = "fleet_capacity.%s" % field
-    try:
-        if isinstance(value, bool):
-            raise ValueError(value)
-        ratio = float(value)
-    except (TypeError, ValueError):
-        problems.append("%s %r is not a number" % (where, value))
-        return None
-    if not math.isfinite(ratio) or ratio <= 0:
-        problems.append("%s %r must be a number greater than 0" % (where, value))
-        return None
-    return ratio
 
 
 def capacity(model, host, policy):
@@ -396,35 +342,7 @@ def capacity(model, host, policy):
     Raises FleetError naming the variable and field when host or policy is not valid.
     """
     errors = []
-    if not isinstance(host, dict):
-        raise FleetError(["fleet_host must be a mapping with cpus and memory, not %r" % (host,)])
-    policy = policy or {}
-    if not isinstance(policy, dict):
-        raise FleetError(["fleet_capacity must be a mapping, not %r" % (policy,)])
-    cpus = memory_total = None
-    if host.get("cpus") is None:
-        errors.append("fleet_host.cpus is missing")
-    else:
-        cpus = _whole_number(host["cpus"])
-        if cpus is None:
-            errors.append("fleet_host.cpus %r is not a whole number (1 or more)" % (host["cpus"],))
-    if host.get("memory") is None:
-        errors.append("fleet_host.memory is missing")
-    else:
-        try:
-            memory_total = parse_size(host["memory"])
-        except ValueError:
-            errors.append("fleet_host.memory %r is not a size (write it like 84GiB)%s"
-                          % (host["memory"], _size_hint(host["memory"])))
-    reserve = 0
-    if policy.get("memory_reserve") not in (None, 0, "0"):
-        try:
-            reserve = parse_size(policy["memory_reserve"])
-        except ValueError:
-            errors.append("fleet_capacity.memory_reserve %r is not a size (write it like 2GiB)%s"
-                          % (policy["memory_reserve"], _size_hint(policy["memory_reserve"])))
-    ratios = {field: _ratio(errors, policy, field)
-              for field in ("cpu_overcommit", "memory_overcommit", "disk_overcommit")}
+    cpus, memory_total, reserve, ratios = _host_and_policy(errors, host, policy)
     if errors:
         raise FleetError(errors)
 

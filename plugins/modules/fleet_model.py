@@ -15,6 +15,19 @@ description:
   - Reads every fleet node's inventory entry (role group, C(fleet_ipv4), C(fleet_member), and the overrides
     C(fleet_cpu), C(fleet_memory), C(fleet_disk), C(fleet_pool)), merges them over the role's quotas in O(roles)
     and returns the fleet model.
+  - Checks every value against the schema of C(plugins/module_utils/fleet_schema.py), one table row per field
+    (kind, required, bounds), and reports every problem at once. Strict on purpose, so that a careless edit fails
+    instead of meaning something else. A size is a string with its unit (a bare C(8) would be 8 bytes) and
+    at least 64MiB of memory, 1GiB of disk or pool; a CPU count is a YAML integer (C('4') and C(4.0) are refused)
+    and no node has more CPUs than the host has threads; C(docker) and C(member_required) are YAML booleans (the
+    string C('false') would count as true); the overcommit ratios lie within 0.1-16 (CPU), 0.1-2 (memory), 0.1-4
+    (disk). An unknown field of any C(fleet_*) mapping, and a host variable named C(fleet_*) that is not one of the
+    collection's, are refused with a did-you-mean.
+  - Also refuses an inventory without a fleet node (an empty C(hosts.yml), a misspelt C(fleet:) or C(children:)),
+    a host of a role group that is not in group C(fleet), two pools of one name, a bridge name the kernel refuses
+    (at most 15 characters), a pool driver LXD 5.0 does not know, a role name that cannot be an Ansible group and
+    the profile C(fleet-<role>), an SSH key whose base64 does not hold a key of the type it names, and a service
+    unit or name twice on the nodes of a role.
   - Fails before anything changes, with a message naming every bad node and field
     (unknown role, bad login, duplicate address or login, address outside the subnet, unparsable size, unknown pool).
   - Refuses in particular a node name LXD or DNS would reject or fold (lowercase letters, digits and dashes only,
@@ -23,8 +36,8 @@ description:
     a name, login or e-mail with a line break or another control character, a pool without C(size), and a size
     LXD would refuse. Sizes follow LXD's own grammar exactly, an integer directly followed by a case-sensitive
     unit C(B), C(kB), C(MB), C(GB), C(TB), C(PB), C(EB), C(KiB), C(MiB), C(GiB), C(TiB), C(PiB), C(EiB) (or
-    none, or C( bytes)), for example C(8GiB); C(8 GiB), C(1.5GiB), C(8gb) and C(8KB) are refused. A plain
-    integer is a number of bytes.
+    C( bytes)), for example C(8GiB); C(8 GiB), C(1.5GiB), C(8gb) and C(8KB) are refused, and so is a size without
+    a unit.
   - Every derived fact the roles need about a node (quotas, profile, address, gateway, app checkout, compose
     command) comes from this model, so that the roles and the tests agree.
   - With O(host), compares the fleet's totals with the host (CPU, memory after a reserve, disk per pool, each with
@@ -78,6 +91,15 @@ options:
       - Must be an absolute path.
     type: str
     default: /opt/fleet-app
+  services:
+    description:
+      - The C(fleet_services) mapping, what every node must have running. Its keys are C(all) (every node),
+        C(docker) (the nodes of a role with C(docker=true)) and the names of O(roles); each a list of C(name) (a
+        short label), C(unit) (a systemd unit ending in C(.service)) and maybe C(port) (1 to 65535).
+      - Each node gets the list of its C(all), C(docker) and role entries, in that order; a unit or a name may be
+        in it once.
+    type: dict
+    default: {}
   compose_command:
     description:
       - How the docker nodes run compose, C(docker-compose) (v1, Debian's package) or C(docker compose) (the v2
@@ -97,6 +119,7 @@ EXAMPLES = r"""
       cpus: "{{ ansible_facts.processor_vcpus }}"
       memory: "{{ ansible_facts.memtotal_mb }}MiB"
     policy: "{{ fleet_capacity }}"
+    services: "{{ fleet_services | default({}) }}"
     compose_command: docker compose
   register: fleet
 
@@ -119,12 +142,14 @@ fleet:
         - C(gateway), the bridge's address without prefix (for example C(10.10.10.1)),
         - C(app_dir), the app checkout (C(/home/<login>/app) for a node with a member, else O(app_dir)),
         - C(compose), O(compose_command) for a docker node, null for a node whose role has no docker.
+        - C(services), the services the node must run (O(services)), each C(name), C(unit) and C(port) (or null).
       type: dict
       sample:
         dev-hj: {name: dev-hj, role: dev, profile: fleet-dev, cpu: 4, memory: 8GiB, memory_bytes: 8589934592,
                  disk: 150GiB, disk_bytes: 161061273600, pool: nvme, docker: true, ipv4: 10.10.10.34,
                  gateway: 10.10.10.1, app_dir: /home/hj/app, compose: docker compose,
-                 member: {login: hj, name: hj, email: hj@adelie.invalid, ssh_key: null}}
+                 member: {login: hj, name: hj, email: hj@adelie.invalid, ssh_key: null},
+                 services: [{name: sshd, unit: ssh.service, port: 22}, {name: docker, unit: docker.service, port: null}]}
     profiles:
       description: Each role's LXD profile, C(name), C(cpu), C(memory), C(disk), C(pool), C(docker).
       type: dict
@@ -166,6 +191,7 @@ def main():
         check_capacity=dict(type="bool", default=True),
         app_dir=dict(type="str", default="/opt/fleet-app"),
         compose_command=dict(type="str", default="docker-compose", choices=["docker-compose", "docker compose"]),
+        services=dict(type="dict", default={}),
     ), supports_check_mode=True)
     module.fail_json(msg="adelie.fleet.fleet_model runs on the controller as an action plugin; it cannot run as a module")
 

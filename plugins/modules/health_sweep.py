@@ -25,9 +25,9 @@ description:
     memory against the limit, whether dockerd answers, every Docker container's state, health and
     restart count, the images the app's compose file needs but the node lacks, the app checkout's branch,
     ahead/behind and modified files, the status of C(JWT_SECRET) in the app's C(.env) (the rules of
-    M(adelie.fleet.jwt_secret)) and the node's declared services (C(services) of the fleet model: each unit
-    must be loaded and active, and its port must answer on the node's address, tried from the LXD host). Root-disk use against the quota comes
-    from LXD's state of the container (inside, C(df) shows the pool).
+    M(adelie.fleet.jwt_secret)) and the node's declared services (C(services) of the fleet model; each unit
+    must be loaded and active, and its port must answer on the node's address, tried from the LXD host).
+    Root-disk use against the quota comes from LXD's state of the container (inside, C(df) shows the pool).
   - A node that does not answer is the finding C(unreachable); the rest of the fleet is still swept.
   - Repairs are opt-in per kind (O(repair)); each one is recorded in the result and the reports.
     Nothing destructive is ever done (no volume, image, data or file removed, no checkout reset).
@@ -201,7 +201,7 @@ findings:
   elements: dict
 repairs:
   description:
-    - Every repair, with C(status) V(done) (it ran and holds), V(failed) (it did not run, or did not hold: C(message)
+    - Every repair, with C(status) V(done) (it ran and holds), V(failed) (it did not run, or did not hold; C(message)
       says what was seen), V(planned) (check mode) or V(delegated) (JWT).
   returned: always
   type: list
@@ -320,10 +320,10 @@ def main():
             module.fail_json(msg="cannot write the reports: %s" % error, summary=result["summary"])
     # The reports are the sweep's output, like a log: only a repair changes the fleet.
     module.exit_json(
-        changed=any(r.get("status") == "done" for r in result["repairs"]), nodes=result["nodes"], findings=result["findings"], repairs=result["repairs"],
-        broken=result["broken"], jwt_rotation_nodes=result["jwt_rotation_nodes"], counts=result["counts"],
-        summary=result["summary"], webhook=health_report.webhook_payload(result), files=files, seconds=result["seconds"],
-        time=result["time_iso"], time_iso=result["time_iso"], project=result["project"], check_mode=result["check_mode"], fleet_findings=result["fleet_findings"],
+        changed=any(r.get("status") == "done" for r in result["repairs"]), webhook=health_report.webhook_payload(result),
+        files=files, time=result["time_iso"],
+        **{key: result[key] for key in ("nodes", "findings", "repairs", "broken", "jwt_rotation_nodes", "counts", "summary",
+                                        "seconds", "time_iso", "project", "check_mode", "fleet_findings")}
     )
 
 

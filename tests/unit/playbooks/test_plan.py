@@ -22,6 +22,36 @@ def test_plan_prints_the_production_capacity_table():
         assert line in result.out, str(result)
 
 
+def test_plan_passes_the_lab_and_the_test_fleet():
+    # Neither declares fleet_host: plan.yml reads this machine's nproc and /proc/meminfo (no LXD needed).
+    for inventory in (REPO / "inventories" / "lab", REPO / "tests" / "integration" / "inventory"):
+        result = run_playbook("playbooks/plan.yml", inventory=inventory)
+        assert result.rc == 0, str(result)
+        assert "memory  " in result.out and result.changed_hosts() == {}, str(result)
+
+
+def test_the_model_gives_each_node_its_services(tmp_path):
+    # fleet_services of the inventory, through model.yml: all, then docker, then the role's own.
+    playbook = tmp_path / "services.yml"
+    playbook.write_text(yaml.safe_dump([
+        {"ansible.builtin.import_playbook": str(REPO / "playbooks" / "model.yml")},
+        {"name": "Show", "hosts": "localhost", "gather_facts": False, "tasks": [{"ansible.builtin.debug": {
+            "msg": "{{ ['infra-server', 'dev-hj'] | map('extract', hostvars, ['fleet_node', 'services']) }}"}}]}]))
+    result = run_playbook(str(playbook), inventory=PRODUCTION)
+    assert result.rc == 0, str(result)
+    sshd, exporter, docker = (
+        {"name": "sshd", "unit": "ssh.service", "port": 22},
+        {"name": "node-exporter", "unit": "prometheus-node-exporter.service", "port": 9100},
+        {"name": "docker", "unit": "docker.service", "port": None})
+    start = result.out.index("ok: [localhost] => {") + len("ok: [localhost] => ")
+    infra, dev = json.loads(result.out[start:result.out.index("\n}", start) + 2])["msg"]
+    assert dev == [sshd, exporter, docker]
+    assert infra[:3] == [sshd, exporter, docker]
+    assert [service["unit"] for service in infra[3:]] == [
+        "postgresql@15-main.service", "redis-server.service", "prometheus.service",
+        "prometheus-alertmanager.service", "grafana-server.service", "loki.service"]
+
+
 def test_plan_refuses_deploy_test_back_at_64_gib(tmp_path):
     edit = tmp_path / "deploy64.yml"
     edit.write_text(yaml.safe_dump({"all": {"children": {"fleet": {"children": {"deploy": {"hosts": {

@@ -41,13 +41,22 @@ def action_fail(controller):
     return controller[1]
 
 
+def groups_of(hostvars):
+    """The inventory's groups as Ansible gives them, from each host's group_names."""
+    groups = {"all": sorted(hostvars)}
+    for name, host in sorted(hostvars.items()):
+        for group in host.get("group_names", []):
+            groups.setdefault(group, []).append(name)
+    return groups
+
+
 @pytest.fixture
 def run(controller):
     def run_action(args, hostvars=None):
         task = MagicMock(args=args, async_val=0, check_mode=False)
         action = controller[0](task, MagicMock(), MagicMock(), MagicMock(), MagicMock(), MagicMock())
         hostvars = HOSTVARS if hostvars is None else hostvars
-        return action.run(task_vars={"hostvars": hostvars, "groups": {"fleet": sorted(hostvars)}})
+        return action.run(task_vars={"hostvars": hostvars, "groups": groups_of(hostvars)})
 
     return run_action
 
@@ -67,7 +76,7 @@ def test_app_dir_and_compose_command_are_passed_through(run):
 
 
 def test_bad_inventory_fails_naming_node_and_field(run, action_fail):
-    hostvars = {**HOSTVARS, "dev-b": {"group_names": ["dev"], "fleet_member": {"login": "root"}}}
+    hostvars = {**HOSTVARS, "dev-b": {"group_names": ["dev", "fleet"], "fleet_member": {"login": "root"}}}
     with pytest.raises(action_fail) as error:
         run({**ARGS, "compose_command": "podman"}, hostvars)
     message = str(error.value)
@@ -88,3 +97,34 @@ def test_bad_host_capacity_fails_instead_of_raising_value_error(run, action_fail
 def test_unknown_option_is_refused(run, action_fail):
     with pytest.raises(action_fail, match="Invalid options"):
         run({**ARGS, "compose": "docker compose"})
+
+
+def test_services_reach_each_node(run):
+    services = {"all": [{"name": "sshd", "unit": "ssh.service", "port": 22}],
+                "docker": [{"name": "docker", "unit": "docker.service"}]}
+    nodes = run({**ARGS, "services": services})["fleet"]["nodes"]
+    assert nodes["dev-a"]["services"] == [{"name": "sshd", "unit": "ssh.service", "port": 22},
+                                          {"name": "docker", "unit": "docker.service", "port": None}]
+    assert run(dict(ARGS))["fleet"]["nodes"]["dev-a"]["services"] == []
+
+
+def test_inventory_shape_and_variable_names_are_checked(run, action_fail):
+    # A misspelt variable on a node; a host of role group dev outside group fleet.
+    hostvars = {**HOSTVARS, "infra-server": {**HOSTVARS["infra-server"], "fleet_memroy": "8GiB"},
+                "dev-x": {"group_names": ["dev"], "fleet_ipv4": "10.10.10.40"}}
+    with pytest.raises(action_fail) as error:
+        run(dict(ARGS), hostvars)
+    message = str(error.value)
+    assert "infra-server: fleet_memroy is not a fleet variable; did you mean fleet_memory?" in message
+    assert "dev-x: in role group dev but not in group fleet" in message
+
+
+def test_inventory_and_host_problems_come_together(run, action_fail):
+    hostvars = {**HOSTVARS, "dev-b": {"group_names": ["dev", "fleet"], "fleet_ipv4": "10.10.10.32",
+                                      "fleet_member": {"login": "bob", "mail": "bob@example.org"}}}
+    with pytest.raises(action_fail) as error:
+        run({**ARGS, "host": {"cpus": 2, "memory": "16GiB"}, "policy": {"cpu_overcommit": 1e9}}, hostvars)
+    message = str(error.value)
+    assert "dev-b: fleet_member.mail is not a known field; did you mean email?" in message
+    assert "dev-a: cpu (fleet_roles.dev.cpu) 4 is more than the host's 2 CPU threads" in message
+    assert "fleet_capacity.cpu_overcommit 1000000000.0 is not a number from 0.1 to 16" in message

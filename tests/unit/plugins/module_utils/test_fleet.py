@@ -192,8 +192,12 @@ def test_line_breaks_and_control_characters_are_refused(member, expected):
     assert len(found) == 1 and found[0].startswith(expected), found
 
 
+# A real public key (ssh-keygen -t ed25519): the key inside its base64 is checked.
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDYugKFFPh0TVS+6gjCgMFsNIac1aVD3Wku2TjT5itAY"
+
+
 def test_member_fields_that_pass():
-    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE x@y"
+    key = KEY + " x@y"
     member = {"login": "xavier", "name": "Xavier Ünal-Smith", "email": "x@example.org", "ssh_key": key + "\n"}
     model = build_model(fleet(**{"dev-x": {**dev("10.10.10.40", "xavier"), "member": member}}), ROLES, NETWORK, POOLS)
     assert model["nodes"]["dev-x"]["member"] == {"login": "xavier", "name": "Xavier Ünal-Smith",
@@ -221,7 +225,7 @@ def test_node_names_that_pass(name):
 
 def test_pool_without_size_is_refused():
     pools = [POOLS[0], {"name": "hdd", "driver": "btrfs", "source": "/dev/sdb"}]
-    assert problems(fleet(), pools=pools) == ["fleet_pools.hdd: size is missing; the disk capacity check needs it"]
+    assert problems(fleet(), pools=pools) == ["fleet_pools.hdd: size is missing (the disk capacity check needs it)"]
 
 
 def test_missing_ipv4_is_refused():
@@ -263,10 +267,12 @@ def test_role_and_pool_sizes_lxd_would_refuse():
     assert any(p.startswith("fleet_pools.nvme: size '1tib' is not a size") for p in found), found
 
 
-@pytest.mark.parametrize("cpu", ["²", "٣", "4.0", " 4", -1])
-def test_cpu_must_be_ascii_digits(cpu):
+# Strict: a YAML integer only, so a quoted "4" or a float 4.0 (which YAML keeps as written) is refused.
+@pytest.mark.parametrize("cpu", ["²", "٣", "4.0", " 4", "4", 4.0, 2.5, True, 0, -1])
+def test_cpu_must_be_a_yaml_integer(cpu):
     found = problems(fleet(**{"dev-x": dev("10.10.10.40", "xavier", cpu=cpu)}))
-    assert found == ["dev-x: fleet_cpu %r is not a whole number of CPUs (1 or more)" % (cpu,)]
+    assert found == ["dev-x: fleet_cpu %r is not a whole number of CPUs (1 or more, written as a YAML integer: 4, "
+                     "not '4' or 4.0)" % (cpu,)]
 
 
 def test_network_without_name_or_with_network_address():
@@ -297,25 +303,42 @@ def capacity_problems(host, policy):
     return error.value.problems
 
 
+CPUS = " is not a whole number of CPUs (1 or more, written as a YAML integer: 4, not '4' or 4.0)"
+
+
 @pytest.mark.parametrize("host, policy, expected", [
-    ({"cpus": "many", "memory": "40GiB"}, {}, "fleet_host.cpus 'many' is not a whole number (1 or more)"),
-    ({"cpus": 0, "memory": "40GiB"}, {}, "fleet_host.cpus 0 is not a whole number (1 or more)"),
-    ({"cpus": True, "memory": "40GiB"}, {}, "fleet_host.cpus True is not a whole number (1 or more)"),
-    ({"memory": "40GiB"}, {}, "fleet_host.cpus is missing"),
+    ({"cpus": "many", "memory": "40GiB"}, {}, "fleet_host.cpus 'many'" + CPUS),
+    ({"cpus": 0, "memory": "40GiB"}, {}, "fleet_host.cpus 0" + CPUS),
+    ({"cpus": True, "memory": "40GiB"}, {}, "fleet_host.cpus True" + CPUS),
+    ({"cpus": "8", "memory": "40GiB"}, {}, "fleet_host.cpus '8'" + CPUS),
+    ({"memory": "40GiB"}, {}, "fleet_host.cpus is missing (the capacity check needs the host's CPU threads)"),
     ({"cpus": 8, "memory": "x"}, {}, "fleet_host.memory 'x' is not a size (write it like 84GiB)"),
     ({"cpus": 8, "memory": "40 GiB"}, {}, "fleet_host.memory '40 GiB' is not a size (write it like 84GiB); "
                                           "LXD takes no blank: write it like 8GiB"),
-    ({"cpus": 8}, {}, "fleet_host.memory is missing"),
-    (HOST, {"cpu_overcommit": "lots"}, "fleet_capacity.cpu_overcommit 'lots' is not a number"),
-    (HOST, {"memory_overcommit": [1]}, "fleet_capacity.memory_overcommit [1] is not a number"),
-    (HOST, {"disk_overcommit": True}, "fleet_capacity.disk_overcommit True is not a number"),
-    (HOST, {"cpu_overcommit": -1}, "fleet_capacity.cpu_overcommit -1 must be a number greater than 0"),
-    (HOST, {"memory_overcommit": "0"}, "fleet_capacity.memory_overcommit '0' must be a number greater than 0"),
-    (HOST, {"disk_overcommit": "nan"}, "fleet_capacity.disk_overcommit 'nan' must be a number greater than 0"),
+    ({"cpus": 8, "memory": 40 * 2**30}, {}, "fleet_host.memory 42949672960 has no unit, so LXD would read it as "
+                                            "bytes: write it like 84GiB"),
+    ({"cpus": 8, "memory": "512MiB"}, {}, "fleet_host.memory '512MiB' is less than 1GiB, the least it may be"),
+    ({"cpus": 8}, {}, "fleet_host.memory is missing (the capacity check needs the host's memory)"),
+    (HOST, {"cpu_overcommit": "lots"}, "fleet_capacity.cpu_overcommit 'lots' is not a number from 0.1 to 16 "
+                                       "(written unquoted, like 1.5)"),
+    (HOST, {"memory_overcommit": [1]}, "fleet_capacity.memory_overcommit [1] is not a number from 0.1 to 2"),
+    (HOST, {"disk_overcommit": True}, "fleet_capacity.disk_overcommit True is not a number from 0.1 to 4"),
+    (HOST, {"cpu_overcommit": -1}, "fleet_capacity.cpu_overcommit -1 is not a number from 0.1 to 16"),
+    (HOST, {"cpu_overcommit": 1e9}, "fleet_capacity.cpu_overcommit 1000000000.0 is not a number from 0.1 to 16"),
+    (HOST, {"memory_overcommit": "0"}, "fleet_capacity.memory_overcommit '0' is not a number from 0.1 to 2"),
+    (HOST, {"memory_overcommit": 3}, "fleet_capacity.memory_overcommit 3 is not a number from 0.1 to 2"),
+    (HOST, {"disk_overcommit": float("nan")}, "fleet_capacity.disk_overcommit nan is not a number from 0.1 to 4"),
+    (HOST, {"disk_overcommit": "1.5"}, "fleet_capacity.disk_overcommit '1.5' is not a number from 0.1 to 4"),
     (HOST, {"memory_reserve": "lots"}, "fleet_capacity.memory_reserve 'lots' is not a size (write it like 2GiB)"),
+    (HOST, {"memory_reserve": "40GiB"}, "fleet_capacity.memory_reserve '40GiB' leaves nothing of the host's 40GiB "
+                                        "of memory"),
+    (HOST, {"memory_reserv": "2GiB"}, "fleet_capacity.memory_reserv is not a known field; did you mean "
+                                      "memory_reserve? (known: memory_reserve, memory_overcommit, cpu_overcommit, "
+                                      "disk_overcommit)"),
 ])
 def test_capacity_refuses_bad_host_or_policy(host, policy, expected):
-    assert capacity_problems(host, policy) == [expected]
+    found = capacity_problems(host, policy)
+    assert len(found) == 1 and found[0].startswith(expected), found
 
 
 def test_capacity_reports_every_bad_field_at_once():
@@ -325,10 +348,11 @@ def test_capacity_reports_every_bad_field_at_once():
     assert "invalid fleet inventory" in str(FleetError(found))
 
 
-def test_capacity_accepts_what_templating_gives():
-    # LXD's /1.0/resources through a template: numbers, or their text; ratios as text.
+def test_capacity_takes_what_model_yml_measures():
+    # model.yml reads the host's nproc (an integer) and its MemTotal (KiB) when fleet_host is not set.
     model = build_model(fleet(), ROLES, NETWORK, POOLS)
-    report = capacity(model, {"cpus": "8", "memory": str(40 * 2**30)}, {"cpu_overcommit": "1.5", "memory_reserve": 0})
+    report = capacity(model, {"cpus": 8, "memory": "%dKiB" % (40 * 2**20)},
+                      {"cpu_overcommit": 1.5, "memory_reserve": 0})
     rows = {row["resource"]: row for row in report["rows"]}
     assert rows["cpu"]["available"] == 12 and rows["memory"]["available"] == 40 * 2**30
 
@@ -363,7 +387,7 @@ def test_derived_fields_with_options_and_a_role_without_docker():
     assert model["network"]["gateway"] == "192.168.7.254"
     assert model["members"] == {"alice": "dev-a", "bob": "dev-b"}
     assert set(nodes["dev-a"]) == {"name", "role", "profile", "cpu", "memory", "memory_bytes", "disk", "disk_bytes",
-                                   "pool", "docker", "ipv4", "gateway", "member", "app_dir", "compose"}
+                                   "pool", "docker", "ipv4", "gateway", "member", "app_dir", "compose", "services"}
 
 
 @pytest.mark.parametrize("kwargs, expected", [

@@ -850,6 +850,7 @@ def test_a_frozen_container_is_unfrozen_through_the_api_and_must_answer():
     assert sorted(lxd.actions) == [("start", "staging"), ("unfreeze", "dev-hj")]
     assert lxd.statuses["dev-hj"] == "Running"
     assert {(r["node"], r["status"]) for r in result["repairs"]} == {("dev-hj", "done"), ("staging", "done")}
+
     # A container LXD does not report Running after the action, or one that never answers SSH: failed.
     class Stuck(FakeLxd):
         """dev-hj stays frozen whatever is asked; staging starts (and never answers SSH)."""
