@@ -126,7 +126,7 @@ def test_grafana_apt_source_is_deb822_with_the_key(rendered):
 
 # --- Dashboards ----------------------------------------------------------------------------------
 
-# Metric names the fleet exports (the contract of the scrape jobs; see README), and PromQL's words.
+# Metric names the fleet exports (the contract of the scrape jobs; see docs/observability.md), and PromQL's words.
 KNOWN_METRICS = {
     "up",
     "lxd_cpu_seconds_total", "lxd_memory_MemTotal_bytes", "lxd_memory_MemAvailable_bytes", "lxd_memory_RSS_bytes",
