@@ -5,7 +5,7 @@
   .venv/bin/python bench/health_sweep.py -i inventories/lab --write-nodes build/health-nodes.json --no-sweep   # save them
   .venv/bin/python bench/health_sweep.py --nodes build/health-nodes.json --json                    # sweep without Ansible
 
-Runs module_utils/health.py exactly as adelie.fleet.health_sweep does (same probe, same findings),
+Runs module_utils/health.py (the sweep) exactly as adelie.fleet.health_sweep does (same probe, same findings),
 report only unless --repair is given. --nodes imports nothing of Ansible (the fast path, what the
 "process start included" timing measures); -i builds the fleet model through Ansible's inventory
 API first (about a second more). Exit status: 0 nothing left broken, 1 something is, 2 bad usage.

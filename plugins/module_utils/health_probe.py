@@ -2,9 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The health sweep's node probe: everything about one fleet node, from one python3 process on it.
 
-``health.probe_script`` sends the text of dotenv.py, jwt_status.py and this file, joined into one
-script (their collection imports removed), to a node's ``python3 -`` over SSH; ``probe(args)``
-prints one JSON document. The JWT secret is judged by jwt_status.file_status, the code
+health_package sends the text of dotenv.py, jwt_status.py and this file, joined into one script
+(their collection imports removed), to a node's ``python3`` over SSH; ``main(args)`` prints one JSON
+document. The JWT secret is judged by jwt_status.file_status, the code
 adelie.fleet.jwt_secret rotates with, never by a copy. No value of any file is ever printed.
 
 What it reads, all at once (the commands run concurrently, the rest meanwhile):
