@@ -1,12 +1,12 @@
 # Copyright: (c) 2026, Adelie infra team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters of the shared services: the tenants named from the fleet model, and a SCRAM password check."""
+"""Filters of the shared services: the tenants named from the fleet model, and their bucket names."""
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.adelie.fleet.plugins.module_utils.shared_services import (
-    TenantError, bucket_name, pg_state, scram_matches, tenant_for_node, tenants)
+    TenantError, bucket_name, tenant_for_node, tenants)
 
 DOCUMENTATION = r"""
 name: shared_services_tenants
@@ -16,8 +16,8 @@ author: Adelie infra team (@adelie)
 description:
   - Gives one tenant per teammate (C(dev_<login>)) and per environment node role listed in O(environments),
     each C({name, kind, login, node, nodes}), sorted by name. Fails when two would share a name.
-  - Companion filters in this file, documented each on its own, C(shared_services_tenant),
-    C(shared_services_bucket), C(shared_services_pg_state) and C(scram_matches).
+  - Companion filters in this file, documented each on its own, C(shared_services_tenant) and
+    C(shared_services_bucket).
 options:
   _input:
     description: The fleet model's C(nodes).
@@ -58,5 +58,4 @@ def _tenant(node, environments=("deploy", "staging"), member_prefix="dev_"):
 class FilterModule:
     def filters(self):
         return {"shared_services_tenants": _tenants, "shared_services_tenant": _tenant,
-                "shared_services_bucket": bucket_name, "scram_matches": scram_matches,
-                "shared_services_pg_state": pg_state}
+                "shared_services_bucket": bucket_name}

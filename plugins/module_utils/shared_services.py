@@ -1,6 +1,6 @@
 # Copyright: Adelie infra team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The shared services' tenants, named from the fleet model, and a SCRAM-SHA-256 password check.
+"""The shared services' tenants, named from the fleet model.
 
 A tenant is who gets a PostgreSQL database and login role of the same name, a Redis database index
 and an S3 bucket with its access key: each teammate (``dev_<login>``, from the member of their node)
@@ -13,15 +13,11 @@ Must stay importable on Python 3.8+.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import re
 
-__all__ = ["TenantError", "bucket_name", "pg_state", "scram_matches", "tenant_for_node", "tenants"]
+__all__ = ["TenantError", "bucket_name", "tenant_for_node", "tenants"]
 
 _UNSAFE = re.compile(r"[^a-z0-9_]")
-_SCRAM_RE = re.compile(r"^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)$")
 # Names the server itself uses: a tenant may not take them.
 RESERVED = frozenset(["postgres", "template0", "template1", "prometheus", "public", "redis", "minio"])
 
@@ -86,47 +82,3 @@ def bucket_name(tenant_name):
     """An S3 bucket name for a tenant (S3 allows no ``_``): ``dev_hj`` -> ``dev-hj``."""
     name = tenant_name.replace("_", "-").strip("-")
     return name if len(name) >= 3 else name + "-bucket"
-
-
-def scram_matches(password, verifier):
-    """Whether ``password`` is the one PostgreSQL stored as the SCRAM-SHA-256 ``verifier``.
-
-    ``verifier`` is ``pg_authid.rolpassword``: ``SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>``.
-    Anything else (None, an md5 hash, a plain text password) does not match, so the password is set again.
-    """
-    if not password or not verifier:
-        return False
-    match = _SCRAM_RE.match(verifier)
-    if match is None:
-        return False
-    iterations, salt, stored_key, server_key = match.groups()
-    try:
-        salt_bytes = base64.b64decode(salt)
-        stored = base64.b64decode(stored_key)
-        server = base64.b64decode(server_key)
-    except (ValueError, TypeError):
-        return False
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt_bytes, int(iterations))
-    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-    server_computed = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-    return hmac.compare_digest(hashlib.sha256(client_key).digest(), stored) and hmac.compare_digest(
-        server_computed, server)
-
-
-def pg_state(lines):
-    """The read-only look at PostgreSQL, ``kind|name|...`` lines, as a mapping.
-
-    ``role|NAME|VERIFIER``, ``db|NAME|OWNER|t-or-f`` (whether PUBLIC may connect) and
-    ``member|ROLE|GROUP`` give ``{'roles': {name: verifier}, 'databases': {name: {'owner', 'public_connect'}},
-    'members': {role: [group, ...]}}``. Other lines are ignored.
-    """
-    state = {"roles": {}, "databases": {}, "members": {}}
-    for line in lines or []:
-        fields = line.split("|")
-        if fields[0] == "role" and len(fields) >= 2:
-            state["roles"][fields[1]] = fields[2] if len(fields) > 2 else ""
-        elif fields[0] == "db" and len(fields) >= 4:
-            state["databases"][fields[1]] = {"owner": fields[2], "public_connect": fields[3] == "t"}
-        elif fields[0] == "member" and len(fields) >= 3:
-            state["members"].setdefault(fields[1], []).append(fields[2])
-    return state

@@ -102,7 +102,7 @@ def inventory_nodes(inventory):
                      '{"roles": "{{ fleet_roles }}", "network": "{{ fleet_network }}", "pools": "{{ fleet_pools }}"}')
     nodes = model["localhost"]["fleet"]["nodes"]
     settings = _ansible(inventory, "fleet", "ansible.builtin.debug",
-                        "msg={{ {'roles': fixture_app_node_roles | default([]), 'key': fleet_ssh_key_file} }}")
+                        "msg={{ {'roles': lab_fixture_app_node_roles | default([]), 'key': fleet_ssh_key_file} }}")
     for name, node in nodes.items():
         node["fixture"] = node["docker"] and node["role"] in settings[name]["msg"]["roles"]
         node["key"] = os.path.expanduser(settings[name]["msg"]["key"])

@@ -158,7 +158,7 @@ def test_app_checkout_and_env(fleet, app_node):
     assert weak.rc == 1, "JWT_SECRET in %s is a default or short" % env.path
 
 
-def test_fixture_app_serves_health_and_metrics(fleet, fixture_node):
+def test_lab_fixture_app_serves_health_and_metrics(fleet, fixture_node):
     host = fleet.host(fixture_node)
 
     def backend_health():

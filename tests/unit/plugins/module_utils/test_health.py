@@ -65,8 +65,8 @@ def test_meminfo():
     assert info["HugePages_Total"] == 0
 
 
-def test_compose_services_of_the_fixture_app():
-    text = (ROOT / "roles/fixture_app/files/app/docker-compose.yml").read_text(encoding="utf-8")
+def test_compose_services_of_the_lab_fixture_app():
+    text = (ROOT / "roles/lab_fixture_app/files/app/docker-compose.yml").read_text(encoding="utf-8")
     assert health_probe.parse_compose_services(text) == {
         "frontend": {"image": "fleet/frontend:local", "build": True},
         "backend-api": {"image": "fleet/backend-api:local", "build": True},
@@ -218,7 +218,7 @@ def test_probe_script_runs_and_judges_like_jwt_status(tmp_path, secret, reason):
     app = tmp_path / "app"
     app.mkdir()
     (app / ".env").write_text("APP_ENV=dev\nJWT_SECRET=%s\nDB_URL=postgres://u:pw@db/app\n" % secret)
-    (app / "docker-compose.yml").write_text((ROOT / "roles/fixture_app/files/app/docker-compose.yml").read_text())
+    (app / "docker-compose.yml").write_text((ROOT / "roles/lab_fixture_app/files/app/docker-compose.yml").read_text())
     node = {"name": "n", "app_dir": str(app), "compose": "docker-compose", "docker": True}
     options = dict(health.DEFAULTS, timeout=10)
     cache = tmp_path / "cache"

@@ -21,5 +21,5 @@ printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:
 printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
 tar -C "$root" --numeric-owner -cf - . \
     | docker import --change 'ENV PATH=/bin' --change 'CMD ["/bin/sh"]' \
-        --message "busybox rootfs (adelie.fleet fixture_app)" - "$tag" >/dev/null
+        --message "busybox rootfs (adelie.fleet lab_fixture_app)" - "$tag" >/dev/null
 echo "imported $tag"
