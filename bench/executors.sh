@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The idempotent site.yml on the converged lab under three executors, each run twice (issue 16):
+#   as before       the roles of b59b3a6, the last commit with the pre-read layer (one raw/shell read
+#                   per role, the modules skipped by when:), from a temporary git worktree of this
+#                   repository; strategy linear with pipelining
+#   linear          today's roles (plain modules decide); strategy linear with pipelining
+#   mitogen_linear  today's roles under Mitogen's strategy (mitogen, requirements.txt)
+# Every variant sets its strategy itself, so the comparison holds whatever ansible.cfg's default is.
+# All use the same inventory. Prints every run, then the best of the two runs of each variant with
+# its ratio to "as before". Needs a converged lab (changed=0 is expected on every run). A variant
+# that fails is reported and the others still run; exit 1 if one did.
+#   bench/executors.sh        (make bench runs it from bench/converge.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# The checkout's venv first, also when the script is run on its own (not through make bench).
+export PATH="$PWD/.venv/bin:$PATH"
+export ANSIBLE_NOCOLOR=1
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+INVENTORY=$(realpath "${INVENTORY:-inventories/lab}")
+BEFORE=b59b3a6
+RUNS=2
+VARIANTS=(before linear mitogen)
+declare -A LABEL=(
+    [before]="as before: pre-read layer ($BEFORE), linear"
+    [linear]="plain modules, linear + pipelining"
+    [mitogen]="plain modules, mitogen_linear"
+)
+
+work=$(mktemp -d)
+before="$work/before"
+# The worktree goes away however the script ends (git worktree prune forgets it if only rm ran).
+cleanup() {
+    git worktree remove --force "$before" >/dev/null 2>&1 || true
+    rm -rf "$work"
+    git worktree prune
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# As before: the old tree with its own collection link (ansible.cfg's collections_path) and its own
+# fact cache, run from inside it so that its ansible.cfg and roles are the ones used. The cache
+# starts as a copy of this checkout's, so that its first run does not gather facts the others have.
+git worktree add --detach --quiet "$before" "$BEFORE"
+mkdir -p "$before/build/collections/ansible_collections/adelie" "$before/build/facts"
+ln -s ../../../.. "$before/build/collections/ansible_collections/adelie/fleet"
+if [ -d build/facts ]; then cp -a build/facts/. "$before/build/facts/"; fi
+
+# Mitogen's strategy plugins, from the venv's mitogen package.
+mitogen_strategies=
+if mitogen_dir=$(python -c 'import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))' 2>/dev/null); then
+    mitogen_strategies="$mitogen_dir/plugins/strategy"
+fi
+
+# run VARIANT: site.yml once under it. As before: the nightly schedule's command names the checkout
+# it starts from (roles/nightly: nightly_project_dir, from playbook_dir); run from the worktree, it
+# would point the lab's schedule at a directory about to be removed, and count that as a change.
+run() {
+    case $1 in
+        before)
+            env -u ANSIBLE_CONFIG -C "$before" ANSIBLE_STRATEGY=linear ANSIBLE_PIPELINING=True \
+                ansible-playbook -i "$INVENTORY" site.yml -e "nightly_project_dir=$PWD" ;;
+        linear)
+            env ANSIBLE_STRATEGY=linear ANSIBLE_PIPELINING=True ansible-playbook -i "$INVENTORY" site.yml ;;
+        mitogen)
+            if [ -z "$mitogen_strategies" ]; then
+                echo "mitogen is not installed in $(command -v python)'s environment: make venv (requirements.txt)"
+                return 1
+            fi
+            env ANSIBLE_STRATEGY_PLUGINS="$mitogen_strategies" ANSIBLE_STRATEGY=mitogen_linear \
+                ansible-playbook -i "$INVENTORY" site.yml ;;
+    esac
+}
+
+# The runs of a variant follow each other: should the old roles leave a file different from
+# today's, only the first run of the next variant (which puts it back) shows it.
+forget '^site_idem_'
+failed=0
+echo "site.yml idempotent on the converged lab, three executors:"
+for variant in "${VARIANTS[@]}"; do
+    for round in $(seq "$RUNS"); do
+        timed "  ${LABEL[$variant]}, run $round" run "$variant" || failed=1
+        record "site_idem_${variant}_$round"
+    done
+done
+
+echo "site.yml idempotent, best of $RUNS runs:"
+read -r reference _ < <(best_of '^site_idem_before_[0-9]+$') || reference=
+for variant in "${VARIANTS[@]}"; do
+    if read -r seconds changed < <(best_of "^site_idem_${variant}_[0-9]+\$"); then
+        record_value "site_idem_${variant}_best" "$seconds" "$changed"
+        ratio=$(awk -v s="$seconds" -v r="$reference" 'BEGIN {if (r > 0) printf "x%.2f of as before", s / r}')
+        printf '  %-58s %7s s   changed=%s   %s\n' "${LABEL[$variant]}" "$seconds" "$changed" "$ratio"
+    else
+        record_value "site_idem_${variant}_best" FAILED
+        printf '  %-58s %7s\n' "${LABEL[$variant]}" FAILED
+    fi
+done
+# Exit 1 when a run failed (the others ran all the same).
+if [ "$failed" != 0 ]; then exit 1; fi
