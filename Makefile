@@ -21,8 +21,8 @@ help:
 	@echo "make tools - promtool and amtool for the unit tests, unpacked under build/tools"
 
 # Debian packages the controller needs (shellcheck: ansible-test sanity lints the roles' scripts;
-# ssh: the onboarding test logs in as the newcomer). LXD itself is installed by the lxd_host role.
-CONTROLLER_PACKAGES := python3 python3-venv python3-pip git shellcheck openssh-client
+# ssh: the onboarding test logs in as the newcomer; python3-apt: see the venv below). LXD itself is installed by the lxd_host role.
+CONTROLLER_PACKAGES := python3 python3-venv python3-pip python3-apt git shellcheck openssh-client
 deps:
 	@dpkg -s $(CONTROLLER_PACKAGES) >/dev/null 2>&1 \
 	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(CONTROLLER_PACKAGES); }
@@ -33,9 +33,18 @@ test-deps:
 	@dpkg -s $(TEST_PACKAGES) >/dev/null 2>&1 \
 	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(TEST_PACKAGES); }
 
+# The venv also sees Debian's apt bindings (python3-apt is not on PyPI), and nothing else of Debian's:
+# the apt module runs in this interpreter on the LXD host (local connection), and without them it
+# re-spawns itself under /usr/bin/python3, which fails under Mitogen (mitogen-hq/mitogen#849).
+# Mitogen's strategy plugins are linked where ansible.cfg looks for them.
 $(VENV)/.installed: requirements.txt | deps
 	@$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	@rm -rf $(VENV)/python-apt && mkdir -p $(VENV)/python-apt && ln -s /usr/lib/python3/dist-packages/apt \
+	  /usr/lib/python3/dist-packages/apt_pkg.cpython-*.so /usr/lib/python3/dist-packages/apt_inst.cpython-*.so $(VENV)/python-apt/
+	@echo "$(CURDIR)/$(VENV)/python-apt" >$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/debian-python-apt.pth
+	@$(BIN)/python -c 'import apt_pkg' || { echo "the venv's python cannot load Debian's apt_pkg (python3-apt)"; exit 1; }
+	@ln -sfn $$($(BIN)/python -c 'import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))')/plugins/strategy $(VENV)/mitogen-strategy
 	@touch $@
 
 venv: $(VENV)/.installed $(COLLECTION_LINK)

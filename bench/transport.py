@@ -8,6 +8,8 @@ Transports (--via):
   ssh   ssh root@<fleet_ipv4> echo <marker>   (multiplexed: one ControlMaster per node)
   lxc   lxc exec <node> -- echo <marker>      (LXD's exec, output streamed over a websocket)
   rest  POST /1.0/instances/<node>/exec on LXD's unix socket, record-output, read back the log file
+  ansible  ansible.builtin.command echo <marker> as a loop in one play, under ansible.cfg's strategy
+        (Mitogen's, or linear with pipelining): the transport the playbooks themselves run modules over
 
   python bench/transport.py -i inventories/lab --via ssh lxc rest --commands 2000
   python bench/transport.py -i tests/integration/inventory --via ssh --json   (the integration test)
@@ -20,9 +22,11 @@ import http.client
 import json
 import math
 import os
+import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -147,9 +151,57 @@ def run_node(via, name, node, count, timeout):
     return lost, hangs
 
 
-def stress(via, nodes, commands, timeout):
+# Each node echoes its share of markers as module runs; the last task prints what came back wrong.
+ANSIBLE_PLAY = """
+- hosts: "{{ nodes }}"
+  gather_facts: false
+  tasks:
+    - ansible.builtin.command: echo adelie-{{ inventory_hostname }}-{{ item }}
+      loop: "{{ range(share[inventory_hostname] | int) | list }}"
+      loop_control: {label: "{{ item }}"}
+      register: echoed
+      changed_when: false
+      failed_when: false
+      timeout: "{{ hang_after }}"
+    - ansible.builtin.debug:
+        msg: >-
+          TRANSPORT {{ inventory_hostname }}
+          hangs={{ echoed.results | selectattr('timedout', 'defined') | list | length }}
+          wrong={{ echoed.results | rejectattr('stdout', 'defined') | list | length
+                   + echoed.results | selectattr('stdout', 'defined') | rejectattr('rc', 'eq', 0) | list | length
+                   + echoed.results | selectattr('stdout', 'defined') | selectattr('rc', 'eq', 0)
+                     | rejectattr('stdout', 'match', '^adelie-' ~ inventory_hostname ~ '-[0-9]+$') | list | length }}
+"""
+
+
+def ansible_stress(inventory, names, share, timeout):
+    """(lost, hangs) of the whole play; a node that never reports counts all its commands lost."""
+    binary = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+    with tempfile.TemporaryDirectory() as tmp:
+        play = os.path.join(tmp, "transport.yml")
+        with open(play, "w", encoding="utf-8") as handle:
+            handle.write(ANSIBLE_PLAY)
+        extra = json.dumps({"nodes": names, "share": dict(zip(names, share)), "hang_after": int(timeout)})
+        proc = subprocess.run([binary, "-i", inventory, play, "-e", extra], capture_output=True, text=True,
+                              check=False, env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
+    reported = {}
+    for match in re.finditer(r"TRANSPORT (\S+) hangs=(\d+) wrong=(\d+)", proc.stdout):
+        reported[match[1]] = (int(match[2]), int(match[3]))
+    hangs = sum(reported.get(name, (0, 0))[0] for name in names)
+    lost = sum(reported[name][1] - reported[name][0] if name in reported else count
+               for name, count in zip(names, share))
+    return lost, hangs
+
+
+def stress(via, nodes, commands, timeout, inventory=None):
     names = sorted(nodes)
     share = [commands // len(names) + (1 if i < commands % len(names) else 0) for i in range(len(names))]
+    if via == "ansible":
+        started = time.monotonic()
+        lost, hangs = ansible_stress(inventory, names, share, timeout)
+        seconds = time.monotonic() - started
+        return {"via": via, "nodes": len(names), "commands": commands, "lost": lost, "hangs": hangs,
+                "seconds": round(seconds, 1), "per_second": round(commands / seconds, 1)}
     os.makedirs("/tmp/adelie-fleet-cp", exist_ok=True)
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
@@ -164,18 +216,18 @@ def stress(via, nodes, commands, timeout):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-i", "--inventory", default="inventories/lab")
-    parser.add_argument("--via", nargs="+", choices=("ssh", "lxc", "rest"), default=["ssh", "lxc"])
+    parser.add_argument("--via", nargs="+", choices=("ssh", "lxc", "rest", "ansible"), default=["ssh", "lxc"])
     parser.add_argument("--commands", type=int, default=2000)
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds before a command counts as hung")
     parser.add_argument("--json", action="store_true", help="one JSON object per transport")
     args = parser.parse_args()
     nodes = fleet_nodes(args.inventory)
     for via in args.via:
-        result = stress(via, nodes, args.commands, args.timeout)
+        result = stress(via, nodes, args.commands, args.timeout, args.inventory)
         if args.json:
             print(json.dumps(result))
         else:
-            print("%-4s %d commands over %d nodes: %d lost, %d hung, %.1f s, %.1f commands/s" % (
+            print("%-7s %d commands over %d nodes: %d lost, %d hung, %.1f s, %.1f commands/s" % (
                 via, result["commands"], result["nodes"], result["lost"], result["hangs"], result["seconds"],
                 result["per_second"]))
 
