@@ -18,7 +18,11 @@ import hashlib
 import hmac
 import re
 
-__all__ = ["TenantError", "bucket_name", "pg_state", "scram_matches", "tenant_for_node", "tenants"]
+__all__ = ["DEFAULT_ENVIRONMENTS", "TenantError", "bucket_name", "pg_state", "scram_matches", "tenant_for_node",
+           "tenants"]
+
+# The node roles that are environments when the inventory does not say (shared_services_environments).
+DEFAULT_ENVIRONMENTS = ("deploy", "staging")
 
 _UNSAFE = re.compile(r"[^a-z0-9_]")
 _SCRAM_RE = re.compile(r"^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)$")
