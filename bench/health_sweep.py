@@ -42,29 +42,26 @@ def nodes_from_inventory(inventory):
     """The fleet model's nodes of ``inventory``, as playbooks/model.yml builds them (no capacity check)."""
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
+    from ansible.vars.hostvars import HostVars
     from ansible.vars.manager import VariableManager
-    from ansible_collections.adelie.fleet.plugins.module_utils.fleet import QUOTA_FIELDS, build_model
+    from ansible_collections.adelie.fleet.plugins.module_utils.fleet import (
+        FleetError, inventory_options, model_from_inventory)
 
     loader = DataLoader()
     manager = InventoryManager(loader=loader, sources=[inventory])
-    variables = VariableManager(loader=loader, inventory=manager)
-    fleet = manager.get_groups_dict().get("fleet", [])
+    # Ansible's own hostvars (templated on access), as the fleet_model action gets them.
+    hostvars = HostVars(inventory=manager, variable_manager=VariableManager(loader=loader, inventory=manager),
+                        loader=loader)
+    groups = manager.get_groups_dict()
+    fleet = groups.get("fleet", [])
     if not fleet:
         raise SystemExit("%s: no hosts in group fleet" % inventory)
-    nodes, common = {}, None
-    for name in fleet:
-        host_vars = variables.get_vars(host=manager.get_host(name))
-        common = common or host_vars
-        entry = {"groups": list(host_vars.get("group_names", [])), "ipv4": host_vars.get("fleet_ipv4"),
-                 "member": host_vars.get("fleet_member")}
-        for field in QUOTA_FIELDS:
-            entry[field] = host_vars.get("fleet_" + field)
-        nodes[name] = entry
-    model = build_model(nodes, common["fleet_roles"], common["fleet_network"], common["fleet_pools"],
-                        services=common.get("fleet_services"),
-                        app_dir=common.get("fleet_app_dir", "/opt/fleet-app"),
-                        compose_command=common.get("fleet_compose_command", "docker-compose"))
-    return {"project": common.get("fleet_project", "default"), "ssh_key": common.get("fleet_ssh_key_file"),
+    node = hostvars[fleet[0]]
+    try:
+        model = model_from_inventory(hostvars, groups, inventory_options(node))
+    except FleetError as error:
+        raise SystemExit("%s: %s" % (inventory, error)) from None
+    return {"project": model["project"], "ssh_key": node.get("fleet_ssh_key_file"),
             "nodes": sorted(model["nodes"].values(), key=lambda n: n["name"])}
 
 

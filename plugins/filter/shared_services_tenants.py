@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.adelie.fleet.plugins.module_utils.shared_services import (
-    TenantError, bucket_name, tenant_for_node, tenants)
+    DEFAULT_ENVIRONMENTS, TenantError, bucket_name, tenant_for_node, tenants)
 
 DOCUMENTATION = r"""
 name: shared_services_tenants
@@ -18,6 +18,8 @@ description:
     each C({name, kind, login, node, nodes}), sorted by name. Fails when two would share a name.
   - Companion filters in this file, documented each on its own, C(shared_services_tenant) and
     C(shared_services_bucket).
+  - The roles read the tenants from the fleet model (C(fleet_model.tenants), each node's C(fleet_node.tenant)),
+    which names them with the same code.
 options:
   _input:
     description: The fleet model's C(nodes).
@@ -44,14 +46,14 @@ _value:
 """
 
 
-def _tenants(nodes, environments=("deploy", "staging"), member_prefix="dev_"):
+def _tenants(nodes, environments=DEFAULT_ENVIRONMENTS, member_prefix="dev_"):
     try:
         return tenants(nodes, list(environments), member_prefix)
     except TenantError as error:
         raise AnsibleFilterError(str(error)) from None
 
 
-def _tenant(node, environments=("deploy", "staging"), member_prefix="dev_"):
+def _tenant(node, environments=DEFAULT_ENVIRONMENTS, member_prefix="dev_"):
     return tenant_for_node(node, list(environments), member_prefix)
 
 

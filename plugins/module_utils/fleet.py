@@ -3,10 +3,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The fleet model: inventory data -> validated nodes with effective quotas, and capacity arithmetic.
 
-One place turns the inventory into the fleet (role defaults + node overrides), so that plan.yml,
-the lxd_fleet role and the tests all agree. Every error names the node and the field, and every
-problem is reported at once. What each value may be is fleet_schema's tables; here is what relates
-values to each other (pools, roles, addresses, logins, services, the host's threads, the groups).
+One place turns the inventory into the fleet (role defaults + node overrides) and its global facts (the
+LXD project and host, the shared services' tenants and password store), so that plan.yml, the roles,
+bench/ and the tests all agree. Every error names the node and the field, and every problem is reported
+at once. What each value may be is fleet_schema's tables; here is what relates values to each other
+(pools, roles, addresses, logins, services, the host's threads, the groups).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import ipaddress
 from ansible_collections.adelie.fleet.plugins.module_utils import fleet_schema as schema
 from ansible_collections.adelie.fleet.plugins.module_utils.fleet_schema import (
     CONTROL_RE, GiB, format_size, parse_size)
+from ansible_collections.adelie.fleet.plugins.module_utils.shared_services import (
+    DEFAULT_ENVIRONMENTS, TenantError, tenant_for_node, tenants)
 
 __metaclass__ = type
 
@@ -27,6 +30,28 @@ DEFAULT_APP_DIR = "/opt/fleet-app"
 # The compose commands the node layer knows: v1 (Debian's docker-compose) and the v2 plugin.
 COMPOSE_COMMANDS = ("docker-compose", "docker compose")
 DEFAULT_COMPOSE_COMMAND = "docker-compose"
+DEFAULT_PROJECT = "default"
+# The shared services' store of generated passwords on the controller (one per LXD project, so that a test
+# fleet never shares the lab's), and the file holding its vault password.
+SECRETS_FILE = "~/.config/adelie-fleet/%s-shared-services.vault.yml"
+DEFAULT_VAULT_PASSWORD_FILE = "~/.config/adelie-fleet/vault-pass"
+# build_model's options and the inventory variable each one is read from: by adelie.fleet.fleet_model (for an
+# option its task does not give), bench/health_sweep.py and the integration tests, so all build one model.
+INVENTORY_VARIABLES = {
+    "roles": "fleet_roles",
+    "network": "fleet_network",
+    "pools": "fleet_pools",
+    "services": "fleet_services",
+    "policy": "fleet_capacity",
+    "app_dir": "fleet_app_dir",
+    "compose_command": "fleet_compose_command",
+    "project": "fleet_project",
+    "environments": "shared_services_environments",
+    "secrets_file": "shared_services_secrets_file",
+    "vault_password_file": "shared_services_vault_password_file",
+}
+# The options a missing inventory variable must reach build_model for (as None: it reports them missing).
+_REQUIRED_OPTIONS = ("roles", "network", "pools")
 
 
 class FleetError(ValueError):
@@ -37,12 +62,35 @@ class FleetError(ValueError):
         super().__init__("invalid fleet inventory:\n" + "\n".join("  - " + p for p in self.problems))
 
 
-def _options(problems, app_dir, compose_command):
+def _options(problems, app_dir, compose_command, project, secrets_file, vault_password_file):
     if not isinstance(app_dir, str) or not app_dir.startswith("/") or CONTROL_RE.search(app_dir):
         problems.append("app_dir %r must be an absolute path, like %s" % (app_dir, DEFAULT_APP_DIR))
     if compose_command not in COMPOSE_COMMANDS:
         problems.append("compose_command %r must be one of %s"
                         % (compose_command, ", ".join(repr(c) for c in COMPOSE_COMMANDS)))
+    checks = (("fleet_project", project, "name"), ("shared_services_secrets_file", secrets_file, "text"),
+              ("shared_services_vault_password_file", vault_password_file, "text"))
+    for variable, value, kind in checks:
+        problem = schema.KINDS[kind](value, None)
+        if problem:
+            problems.append("%s %s" % (variable, problem))
+
+
+def _environments(problems, environments, roles):
+    """The roles whose nodes are environments with a tenant of their own (by default deploy and staging, those
+    of them the fleet has: a fleet without staging is no mistake, a misspelt role given is)."""
+    if not isinstance(roles, dict):
+        return []
+    if environments is None:
+        return [role for role in DEFAULT_ENVIRONMENTS if role in roles]
+    if not isinstance(environments, list):
+        problems.append("shared_services_environments must be a list of roles of fleet_roles, not %r" % (environments,))
+        return []
+    for role in environments:
+        if role not in roles:
+            problems.append(schema.unknown("shared_services_environments: ", role, sorted(roles, key=str),
+                                           "is not a role of fleet_roles"))
+    return [role for role in environments if role in roles]
 
 
 def _groups(problems, nodes, groups, roles):
@@ -229,7 +277,8 @@ def _member(problems, node, member, logins):
 
 def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_APP_DIR,
                 compose_command=DEFAULT_COMPOSE_COMMAND, services=None, host=None, policy=None, groups=None,
-                variables=None):
+                variables=None, project=DEFAULT_PROJECT, lxd_host=None, environments=None, secrets_file=None,
+                vault_password_file=DEFAULT_VAULT_PASSWORD_FILE):
     """Validate the inventory and return the fleet model.
 
     nodes: {name: {"groups": [...], "ipv4": ..., "member": ..., "cpu"/"memory"/"disk"/"pool": overrides}}
@@ -244,10 +293,20 @@ def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_A
       and no node may have more CPUs than the host has threads (capacity() compares the totals).
     groups: the inventory's groups ({group: [hosts]}): a host of a role group must be in group fleet.
     variables: {host: names of its variables} for every host: a fleet_* name the schema does not know is refused.
+    project: fleet_project, the LXD project of the containers and profiles.
+    lxd_host: the inventory name of the LXD host (the one host of group lxd_hosts).
+    environments: the roles whose nodes are environments with a shared-services tenant of their own (the
+      role's name); by default deploy and staging, those the fleet has. Every member is a tenant (dev_<login>).
+    secrets_file, vault_password_file: the shared services' password store on the controller (by default
+      one per project) and its vault password file.
+    The global facts (project, lxd_host, the store, environments, tenants) are in the model, and a node's
+    (project, lxd_host, tenant) in its entry, so that no role derives them again.
     Raises FleetError naming every bad node and field.
     """
     problems = []
-    _options(problems, app_dir, compose_command)
+    if secrets_file is None:
+        secrets_file = SECRETS_FILE % project
+    _options(problems, app_dir, compose_command, project, secrets_file, vault_password_file)
     if variables is not None:
         problems += schema.unknown_variables(variables)
     _groups(problems, nodes, groups, roles)
@@ -257,6 +316,7 @@ def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_A
     # Without fleet_roles, the services' keys and the nodes' role groups cannot be checked: said once, above.
     roles_known = isinstance(roles, dict)
     role_services = _services(problems, services, role_specs) if roles_known else {}
+    environments = _environments(problems, environments, roles)
     threads = _host_and_policy(problems, host, policy)[0] if host is not None else None
 
     model_nodes = {}
@@ -316,7 +376,15 @@ def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_A
             "app_dir": "/home/%s/app" % member["login"] if member else app_dir,
             "compose": compose_command if spec["docker"] else None,
             "services": [dict(service) for service in role_services.get(role, [])],
+            "project": project,
+            "lxd_host": lxd_host,
         }
+        tenant = tenant_for_node(model_nodes[name], environments)
+        model_nodes[name]["tenant"] = tenant["name"] if tenant else None
+    try:
+        tenant_names = [tenant["name"] for tenant in tenants(model_nodes, environments)]
+    except TenantError as error:
+        problems.append(str(error))
     if problems:
         raise FleetError(problems)
     profiles = {
@@ -330,7 +398,48 @@ def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_A
     return {"nodes": model_nodes, "profiles": profiles, "pools": pool_sizes,
             "members": {node["member"]["login"]: name for name, node in model_nodes.items() if node["member"]},
             "network": {"name": bridge_name, "ipv4": str(bridge), "subnet": str(bridge.network),
-                        "gateway": str(bridge.ip)}}
+                        "gateway": str(bridge.ip)},
+            "project": project, "lxd_host": lxd_host, "environments": environments, "tenants": tenant_names,
+            "secrets_file": secrets_file, "vault_password_file": vault_password_file}
+
+
+def model_from_inventory(hostvars, groups, options, nodes=None):
+    """build_model of an inventory, as Ansible gives it: every fleet node's entry from its variables.
+
+    hostvars: {host: its variables} for every host (Ansible's hostvars, or a plain mapping); groups: {group:
+    [hosts]}; options: build_model's keyword arguments (inventory_options); nodes: the fleet's node names
+    (default: group fleet). The LXD host is the first of group lxd_hosts (playbooks/model.yml checks there is one).
+    """
+    fleet = list(nodes or groups.get("fleet", []))
+    in_fleet = set(fleet)
+    entries, variables = {}, {}
+    for name in dict.fromkeys([*groups.get("all", []), *fleet]):
+        # One look-up of the host's variables; listing their names templates none of them.
+        host = hostvars[name]
+        variables[name] = [var for var in host if var.startswith("fleet_")]
+        if name in in_fleet:
+            entry = {"groups": list(host.get("group_names", [])),
+                     "ipv4": host.get("fleet_ipv4"), "member": host.get("fleet_member")}
+            for field in QUOTA_FIELDS:
+                entry[field] = host.get("fleet_" + field)
+            entries[name] = entry
+    lxd_host = (groups.get("lxd_hosts") or [None])[0]
+    return build_model(entries, groups=groups, variables=variables, lxd_host=lxd_host, **options)
+
+
+def inventory_options(variables, given=None):
+    """build_model's options: each one in ``given``, else the inventory variable INVENTORY_VARIABLES names.
+
+    variables: one host's variables (a mapping). An optional option the inventory leaves unset is left out
+    (build_model's default); a required one reaches build_model as None, which reports it missing.
+    """
+    given = given or {}
+    options = {}
+    for option, variable in INVENTORY_VARIABLES.items():
+        value = given[option] if option in given else variables.get(variable)
+        if value is not None or option in _REQUIRED_OPTIONS:
+            options[option] = value
+    return options
 
 
 def capacity(model, host, policy):

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["TenantError", "bucket_name", "tenant_for_node", "tenants"]
+__all__ = ["DEFAULT_ENVIRONMENTS", "TenantError", "bucket_name", "tenant_for_node", "tenants"]
+
+# The node roles that are environments when the inventory does not say (shared_services_environments).
+DEFAULT_ENVIRONMENTS = ("deploy", "staging")
 
 _UNSAFE = re.compile(r"[^a-z0-9_]")
 # Names the server itself uses: a tenant may not take them.

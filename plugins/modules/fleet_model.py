@@ -39,9 +39,15 @@ description:
     C( bytes)), for example C(8GiB); C(8 GiB), C(1.5GiB), C(8gb) and C(8KB) are refused, and so is a size without
     a unit.
   - Every derived fact the roles need about a node (quotas, profile, address, gateway, app checkout, compose
-    command) comes from this model, so that the roles and the tests agree.
+    command, LXD project and host, shared-services tenant) and about the fleet (LXD project, LXD host, the
+    shared services' environments, tenants and password store) comes from this model, so that the roles and
+    the tests agree.
   - With O(host), compares the fleet's totals with the host (CPU, memory after a reserve, disk per pool, each with
     an overcommit ratio from O(policy)) and refuses an overcommitted fleet, naming its biggest consumers.
+  - Every option but O(nodes), O(live_pools), O(host) and O(check_capacity) defaults to an inventory variable, as
+    the task's host sees it (named in each option; C(plugins/module_utils/fleet.py) maps them, and
+    C(bench/health_sweep.py) and the integration tests read them the same way). C(playbooks/model.yml) gives
+    only O(host).
   - Runs on the controller as an action plugin; it changes nothing.
 attributes:
   check_mode:
@@ -59,18 +65,21 @@ options:
     type: list
     elements: str
   roles:
-    description: The C(fleet_roles) mapping, role name to C(cpu), C(memory), C(disk), C(pool), C(docker), C(member_required).
+    description:
+      - The C(fleet_roles) mapping, role name to C(cpu), C(memory), C(disk), C(pool), C(docker), C(member_required).
+      - Defaults to the inventory's C(fleet_roles); refused when neither is set.
     type: dict
-    required: true
   network:
-    description: The C(fleet_network) bridge, C(name) and C(ipv4) (gateway/prefix).
+    description:
+      - The C(fleet_network) bridge, C(name) and C(ipv4) (gateway/prefix).
+      - Defaults to the inventory's C(fleet_network); refused when neither is set.
     type: dict
-    required: true
   pools:
-    description: The C(fleet_pools) list, each with C(name), C(driver) and C(size) or C(source).
+    description:
+      - The C(fleet_pools) list, each with C(name), C(driver) and C(size) or C(source).
+      - Defaults to the inventory's C(fleet_pools); refused when neither is set.
     type: list
     elements: dict
-    required: true
   live_pools:
     description: Names of the storage pools the LXD host really has; each pool of O(pools) must be among them.
     type: list
@@ -79,7 +88,9 @@ options:
     description: The host's capacity, C(cpus) and C(memory) (a size). Without it no capacity check is made.
     type: dict
   policy:
-    description: The C(fleet_capacity) policy, C(memory_reserve), C(memory_overcommit), C(cpu_overcommit), C(disk_overcommit).
+    description:
+      - The C(fleet_capacity) policy, C(memory_reserve), C(memory_overcommit), C(cpu_overcommit), C(disk_overcommit).
+      - Defaults to the inventory's C(fleet_capacity).
     type: dict
   check_capacity:
     description: Fail when the fleet does not fit the host. C(false) only reports.
@@ -88,9 +99,8 @@ options:
   app_dir:
     description:
       - The app checkout of a node without a member; a member's node has it at C(/home/<login>/app).
-      - Must be an absolute path.
+      - Must be an absolute path. Defaults to the inventory's C(fleet_app_dir), else C(/opt/fleet-app).
     type: str
-    default: /opt/fleet-app
   services:
     description:
       - The C(fleet_services) mapping, what every node must have running. Its keys are C(all) (every node),
@@ -98,30 +108,56 @@ options:
         short label), C(unit) (a systemd unit ending in C(.service)) and maybe C(port) (1 to 65535).
       - Each node gets the list of its C(all), C(docker) and role entries, in that order; a unit or a name may be
         in it once.
+      - Defaults to the inventory's C(fleet_services), else none.
     type: dict
-    default: {}
   compose_command:
     description:
       - How the docker nodes run compose, C(docker-compose) (v1, Debian's package) or C(docker compose) (the v2
         plugin, production). Returned as each docker node's C(compose).
+      - Defaults to the inventory's C(fleet_compose_command), else C(docker-compose).
     type: str
     choices: [docker-compose, docker compose]
-    default: docker-compose
+  project:
+    description:
+      - The LXD project of the fleet's containers and profiles (a name).
+      - Defaults to the inventory's C(fleet_project), else C(default).
+    type: str
+  environments:
+    description:
+      - The roles of O(roles) whose nodes are environments with a shared-services tenant of their own (named after
+        the role); every member is a tenant too (C(dev_<login>)).
+      - Defaults to the inventory's C(shared_services_environments), else C(deploy) and C(staging) where the fleet
+        has them.
+    type: list
+    elements: str
+  secrets_file:
+    description:
+      - The shared services' vault-encrypted password store on the controller.
+      - Defaults to the inventory's C(shared_services_secrets_file), else
+        C(~/.config/adelie-fleet/<project>-shared-services.vault.yml).
+    type: str
+  vault_password_file:
+    description:
+      - The file holding the store's vault password.
+      - Defaults to the inventory's C(shared_services_vault_password_file), else C(~/.config/adelie-fleet/vault-pass).
+    type: str
 """
 
 EXAMPLES = r"""
-- name: Validate the fleet and check it fits the host
+- name: Validate the inventory's fleet and check it fits the host
   adelie.fleet.fleet_model:
-    roles: "{{ fleet_roles }}"
-    network: "{{ fleet_network }}"
-    pools: "{{ fleet_pools }}"
     host:
       cpus: "{{ ansible_facts.processor_vcpus }}"
       memory: "{{ ansible_facts.memtotal_mb }}MiB"
-    policy: "{{ fleet_capacity }}"
-    services: "{{ fleet_services | default({}) }}"
-    compose_command: docker compose
   register: fleet
+
+- name: The model of a fleet given here rather than by the inventory's variables
+  adelie.fleet.fleet_model:
+    roles: "{{ my_roles }}"
+    network: {name: fleetbr0, ipv4: 10.10.10.1/24}
+    pools: [{name: nvme, driver: btrfs, size: 1TiB}]
+    compose_command: docker compose
+  register: other
 
 - name: Show where each node keeps the app and how it runs compose
   ansible.builtin.debug:
@@ -143,13 +179,15 @@ fleet:
         - C(app_dir), the app checkout (C(/home/<login>/app) for a node with a member, else O(app_dir)),
         - C(compose), O(compose_command) for a docker node, null for a node whose role has no docker.
         - C(services), the services the node must run (O(services)), each C(name), C(unit) and C(port) (or null).
+        - C(project) and C(lxd_host), as the model's; C(tenant), the node's shared-services tenant or null.
       type: dict
       sample:
         dev-hj: {name: dev-hj, role: dev, profile: fleet-dev, cpu: 4, memory: 8GiB, memory_bytes: 8589934592,
                  disk: 150GiB, disk_bytes: 161061273600, pool: nvme, docker: true, ipv4: 10.10.10.34,
                  gateway: 10.10.10.1, app_dir: /home/hj/app, compose: docker compose,
                  member: {login: hj, name: hj, email: hj@adelie.invalid, ssh_key: null},
-                 services: [{name: sshd, unit: ssh.service, port: 22}, {name: docker, unit: docker.service, port: null}]}
+                 services: [{name: sshd, unit: ssh.service, port: 22}, {name: docker, unit: docker.service, port: null}],
+                 project: default, lxd_host: adelie-server, tenant: dev_hj}
     profiles:
       description: Each role's LXD profile, C(name), C(cpu), C(memory), C(disk), C(pool), C(docker).
       type: dict
@@ -164,6 +202,29 @@ fleet:
       description: The bridge, C(name), C(ipv4) (address/prefix), C(subnet) and C(gateway) (address alone).
       type: dict
       sample: {name: fleetbr0, ipv4: 10.10.10.1/24, subnet: 10.10.10.0/24, gateway: 10.10.10.1}
+    project:
+      description: The LXD project of the containers and profiles (O(project)).
+      type: str
+    lxd_host:
+      description: The inventory name of the LXD host (the first host of group C(lxd_hosts)).
+      type: str
+    environments:
+      description: The environment roles (O(environments)).
+      type: list
+      elements: str
+    tenants:
+      description:
+        - The names of the shared services' tenants, sorted (each environment role that has a node, C(dev_<login>) of
+          each member).
+      type: list
+      elements: str
+      sample: [deploy, dev_hj, staging]
+    secrets_file:
+      description: The shared services' password store on the controller (O(secrets_file)).
+      type: str
+    vault_password_file:
+      description: Its vault password file (O(vault_password_file)).
+      type: str
 capacity:
   description: One row per resource with C(requested), C(available) and C(used_percent).
   returned: when O(host) is given
@@ -182,16 +243,20 @@ from ansible.module_utils.basic import AnsibleModule
 def main():
     module = AnsibleModule(argument_spec=dict(
         nodes=dict(type="list", elements="str"),
-        roles=dict(type="dict", required=True),
-        network=dict(type="dict", required=True),
-        pools=dict(type="list", elements="dict", required=True),
+        roles=dict(type="dict"),
+        network=dict(type="dict"),
+        pools=dict(type="list", elements="dict"),
         live_pools=dict(type="list", elements="str"),
         host=dict(type="dict"),
         policy=dict(type="dict"),
         check_capacity=dict(type="bool", default=True),
-        app_dir=dict(type="str", default="/opt/fleet-app"),
-        compose_command=dict(type="str", default="docker-compose", choices=["docker-compose", "docker compose"]),
-        services=dict(type="dict", default={}),
+        app_dir=dict(type="str"),
+        compose_command=dict(type="str", choices=["docker-compose", "docker compose"]),
+        services=dict(type="dict"),
+        project=dict(type="str"),
+        environments=dict(type="list", elements="str"),
+        secrets_file=dict(type="str"),
+        vault_password_file=dict(type="str"),
     ), supports_check_mode=True)
     module.fail_json(msg="adelie.fleet.fleet_model runs on the controller as an action plugin; it cannot run as a module")
 

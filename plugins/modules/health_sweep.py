@@ -166,7 +166,7 @@ EXAMPLES = r"""
 - name: Sweep the fleet and report only
   adelie.fleet.health_sweep:
     nodes: "{{ fleet_model.nodes.values() | list }}"
-    project: "{{ fleet_project }}"
+    project: "{{ fleet_model.project }}"
     ssh_key: ~/.ssh/adelie_fleet_ed25519
     report_dir: /var/lib/adelie-fleet/health
     textfile_dir: /var/lib/prometheus/node-exporter

@@ -86,7 +86,7 @@ def remove_project(project=PROJECT):
     lxc("project", "delete", project, check=False)
 
 
-def _ansible(inventory, pattern, module, args):
+def _ansible(inventory, pattern, module, args=""):
     """`ansible -o` that never connects to a node (fleet_model and debug run on the controller)."""
     out = subprocess.run([str(BIN / "ansible"), "-i", str(inventory), pattern, "-m", module, "-a", args, "-o"],
                          cwd=REPO, capture_output=True, text=True, check=True).stdout
@@ -97,9 +97,9 @@ def _ansible(inventory, pattern, module, args):
 def inventory_nodes(inventory):
     """The inventory's nodes as the fleet model sees them, each with `fixture`: whether the lab's
     fixture app runs there, and `key`: the controller's SSH key. Read from the inventory alone (no
-    LXD), so tests can be generated per node."""
-    model = _ansible(inventory, "localhost", "adelie.fleet.fleet_model",
-                     '{"roles": "{{ fleet_roles }}", "network": "{{ fleet_network }}", "pools": "{{ fleet_pools }}"}')
+    LXD), so tests can be generated per node. The model is playbooks/model.yml's: without arguments,
+    adelie.fleet.fleet_model reads the inventory's variables as model.yml has it do (minus the host's size)."""
+    model = _ansible(inventory, "localhost", "adelie.fleet.fleet_model")
     nodes = model["localhost"]["fleet"]["nodes"]
     settings = _ansible(inventory, "fleet", "ansible.builtin.debug",
                         "msg={{ {'roles': lab_fixture_app_node_roles | default([]), 'key': fleet_ssh_key_file} }}")
@@ -112,10 +112,11 @@ def inventory_nodes(inventory):
 class Fleet:
     """A fleet of an inventory, reached by SSH at the nodes' addresses."""
 
-    def __init__(self, inventory=INVENTORY, project=PROJECT):
+    def __init__(self, inventory=INVENTORY, project=None):
         self.inventory = Path(inventory)
-        self.project = project
         self.nodes = inventory_nodes(str(self.inventory))
+        # The fleet's LXD project: the model's (every node carries it).
+        self.project = project or next(iter(self.nodes.values()))["project"]
 
     def playbook(self, playbook, *args, **kwargs):
         kwargs.setdefault("inventory", self.inventory)

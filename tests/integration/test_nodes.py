@@ -19,7 +19,7 @@ import os
 import re
 
 import pytest
-from conftest import INVENTORY, REPO, Fleet, _ansible, eventually, inventory_nodes
+from conftest import INVENTORY, REPO, Fleet, eventually, inventory_nodes
 
 pytestmark = pytest.mark.integration
 
@@ -52,8 +52,7 @@ def pytest_generate_tests(metafunc):
 def fleet(request):
     inventory = _existing_inventory(request.config)
     if inventory:
-        project = _ansible(REPO / inventory, "localhost", "ansible.builtin.debug", "var=fleet_project")
-        return Fleet(REPO / inventory, project["localhost"].get("fleet_project") or "default")
+        return Fleet(REPO / inventory)
     return request.getfixturevalue("lab")
 
 

@@ -30,26 +30,53 @@ def test_plan_passes_the_lab_and_the_test_fleet():
         assert "memory  " in result.out and result.changed_hosts() == {}, str(result)
 
 
-def test_the_model_gives_each_node_its_services(tmp_path):
-    # fleet_services of the inventory, through model.yml: all, then docker, then the role's own.
-    playbook = tmp_path / "services.yml"
+def _show(tmp_path, msg, inventory, *args):
+    """model.yml, then the message msg on localhost (the LXD host of these inventories), as JSON."""
+    playbook = tmp_path / "show.yml"
     playbook.write_text(yaml.safe_dump([
         {"ansible.builtin.import_playbook": str(REPO / "playbooks" / "model.yml")},
         {"name": "Show", "hosts": "localhost", "gather_facts": False, "tasks": [{"ansible.builtin.debug": {
-            "msg": "{{ ['infra-server', 'dev-hj'] | map('extract', hostvars, ['fleet_node', 'services']) }}"}}]}]))
-    result = run_playbook(str(playbook), inventory=PRODUCTION)
+            "msg": msg}}]}]))
+    result = run_playbook(str(playbook), *args, inventory=inventory)
     assert result.rc == 0, str(result)
+    start = result.out.index("ok: [localhost] => {") + len("ok: [localhost] => ")
+    return json.loads(result.out[start:result.out.index("\n}", start) + 2])["msg"]
+
+
+def test_the_model_gives_each_node_its_services(tmp_path):
+    # fleet_services of the inventory, through model.yml: all, then docker, then the role's own.
+    services = "{{ ['infra-server', 'dev-hj'] | map('extract', hostvars, ['fleet_node', 'services']) }}"
+    infra, dev = _show(tmp_path, services, PRODUCTION)
     sshd, exporter, docker = (
         {"name": "sshd", "unit": "ssh.service", "port": 22},
         {"name": "node-exporter", "unit": "prometheus-node-exporter.service", "port": 9100},
         {"name": "docker", "unit": "docker.service", "port": None})
-    start = result.out.index("ok: [localhost] => {") + len("ok: [localhost] => ")
-    infra, dev = json.loads(result.out[start:result.out.index("\n}", start) + 2])["msg"]
     assert dev == [sshd, exporter, docker]
     assert infra[:3] == [sshd, exporter, docker]
     assert [service["unit"] for service in infra[3:]] == [
         "postgresql@15-main.service", "redis-server.service", "prometheus.service",
         "prometheus-alertmanager.service", "grafana-server.service", "loki.service"]
+
+
+GLOBALS = ("{{ {'model': fleet_model | dict2items | selectattr('key', 'in', ['project', 'lxd_host', 'environments', "
+           "'tenants', 'secrets_file', 'vault_password_file']) | items2dict, "
+           "'node': ['project', 'lxd_host', 'tenant'] | map('extract', hostvars['ft-dev1'].fleet_node) | list} }}")
+
+
+def test_the_model_hands_out_the_global_facts(tmp_path):
+    # The test fleet's own LXD project; it has no staging role, so deploy is its one environment.
+    shown = _show(tmp_path, GLOBALS, REPO / "tests" / "integration" / "inventory")
+    assert shown["model"] == {
+        "project": "fleet-test", "lxd_host": "localhost", "environments": ["deploy"],
+        "tenants": ["deploy", "dev_alice", "dev_bob"],
+        "secrets_file": "~/.config/adelie-fleet/fleet-test-shared-services.vault.yml",
+        "vault_password_file": "~/.config/adelie-fleet/vault-pass"}
+    assert shown["node"] == ["fleet-test", "localhost", "dev_alice"]
+    # The shared services' variables still choose the environments and the store, through the model.
+    extra = {"shared_services_environments": ["deploy", "infra"], "shared_services_secrets_file": "/srv/store.yml"}
+    shown = _show(tmp_path, GLOBALS, REPO / "tests" / "integration" / "inventory", "-e", json.dumps(extra))
+    assert (shown["model"]["tenants"], shown["model"]["secrets_file"]) == (
+        ["deploy", "dev_alice", "dev_bob", "infra"], "/srv/store.yml")
 
 
 def test_plan_refuses_deploy_test_back_at_64_gib(tmp_path):

@@ -2,7 +2,9 @@
 checked: pg_hba.conf admits only the fleet subnet, one line per tenant database for its own role;
 PostgreSQL listens on the bridge address; redis.conf binds the bridge, requires the password, keeps
 protected mode and has maxmemory from the container's limit; the exporters' files; each node's .env
-values; MinIO's preflight refuses a download without a checksum and accepts a local file.
+values; MinIO's preflight refuses a download without a checksum and accepts a local file. The fake
+fleet's model is build_model's, so the roles are checked against the fields the model really has
+(tenants, LXD host, password store).
 """
 
 from __future__ import annotations
@@ -15,20 +17,21 @@ import pytest
 import yaml
 from playbook_run import run_playbook
 
+from ansible_collections.adelie.fleet.plugins.module_utils.fleet import build_model
+
 HERE = "tests/unit/shared_services"
 SUBNET = "10.10.10.0/24"
 GIB = 1 << 30
-NODES = {
-    "infra-server": {"name": "infra-server", "role": "infra", "ipv4": "10.10.10.10", "cpu": 2, "memory_bytes": 4 * GIB,
-                     "disk_bytes": 8 * GIB, "member": None, "app_dir": "/opt/fleet-app", "gateway": "10.10.10.1"},
-    "deploy-test": {"name": "deploy-test", "role": "deploy", "ipv4": "10.10.10.20", "cpu": 2, "memory_bytes": 2 * GIB,
-                    "disk_bytes": 6 * GIB, "member": None, "app_dir": "/opt/fleet-app", "gateway": "10.10.10.1"},
-    "dev-hj": {"name": "dev-hj", "role": "dev", "ipv4": "10.10.10.34", "cpu": 1, "memory_bytes": GIB, "disk_bytes": 5 * GIB,
-               "member": {"login": "hj"}, "app_dir": "/home/hj/app", "gateway": "10.10.10.1"},
-    "dev-yj99son": {"name": "dev-yj99son", "role": "dev", "ipv4": "10.10.10.31", "cpu": 1, "memory_bytes": GIB,
-                    "disk_bytes": 5 * GIB, "member": {"login": "yj99son"}, "app_dir": "/home/yj99son/app",
-                    "gateway": "10.10.10.1"},
-}
+ROLES = {"infra": {"cpu": 2, "memory": "4GiB", "disk": "8GiB", "pool": "fleet", "docker": True},
+         "deploy": {"cpu": 2, "memory": "2GiB", "disk": "6GiB", "pool": "fleet", "docker": True},
+         "dev": {"cpu": 1, "memory": "1GiB", "disk": "5GiB", "pool": "fleet", "docker": True, "member_required": True}}
+ENTRIES = {"infra-server": {"groups": ["fleet", "infra"], "ipv4": "10.10.10.10"},
+           "deploy-test": {"groups": ["fleet", "deploy"], "ipv4": "10.10.10.20"},
+           "dev-hj": {"groups": ["fleet", "dev"], "ipv4": "10.10.10.34", "member": {"login": "hj"}},
+           "dev-yj99son": {"groups": ["fleet", "dev"], "ipv4": "10.10.10.31", "member": {"login": "yj99son"}}}
+MODEL = build_model(ENTRIES, ROLES, {"name": "fleetbr0", "ipv4": "10.10.10.1/24"},
+                    [{"name": "fleet", "driver": "btrfs", "size": "64GiB"}], lxd_host="lab-host")
+NODES = MODEL["nodes"]
 TENANTS = ["deploy", "dev_hj", "dev_yj99son"]
 SECRETS = {"postgresql_" + t: "pg-%s-Zx81kq7HwR2vP0aLmN4b" % t for t in TENANTS}
 SECRETS.update({"redis": "redis-Qw3rTy7UiOp1AsDfGhJkL0", "minio_root": "root-Bn7Vc5Xz3Lk1Jh9Gf"})
@@ -49,11 +52,9 @@ TEMPLATES = [
 
 def _inventory(tmp_path):
     local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
-    model = {"nodes": NODES, "pools": {"fleet": 64 * GIB},
-             "network": {"name": "fleetbr0", "ipv4": "10.10.10.1/24", "subnet": SUBNET, "gateway": "10.10.10.1"}}
     hosts = {name: {**local, "fleet_node": node} for name, node in NODES.items()}
     inventory = {"all": {"children": {
-        "lxd_hosts": {"hosts": {"lab-host": {**local, "fleet_model": model}}},
+        "lxd_hosts": {"hosts": {"lab-host": {**local, "fleet_model": MODEL}}},
         "fleet": {"children": {
             "infra": {"hosts": {"infra-server": hosts["infra-server"]}},
             "deploy": {"hosts": {"deploy-test": hosts["deploy-test"]}},
@@ -152,8 +153,9 @@ def test_minio_listens_on_the_bridge(rendered):
 def test_each_node_gets_its_tenants_env(rendered):
     out = rendered[1]
     values = {host: json.loads((out / host / "values.json").read_text()) for host in NODES}
-    assert values["infra-server"]["env"] is None
-    assert values["infra-server"]["postgresql_tenants"] == TENANTS
+    assert values["infra-server"]["env"] is None and values["infra-server"]["tenant"] is None
+    assert values["dev-hj"]["tenant"] == "dev_hj"
+    assert values["infra-server"]["postgresql_tenants"] == TENANTS == MODEL["tenants"]
     hj = values["dev-hj"]["env"]
     assert hj == {
         "DATABASE_URL": "postgresql://dev_hj:%s@10.10.10.10:5432/dev_hj" % SECRETS["postgresql_dev_hj"],
@@ -179,8 +181,9 @@ def test_minio_preflight(tmp_path, extra, ok, message):
     local = tmp_path / "minio.bin"
     local.write_bytes(b"\x7fELF fake")
     extra = {key: (str(local) if value == "LOCAL" else value) for key, value in extra.items()}
-    extra.update(shared_services_secrets_file=str(tmp_path / "store.vault.yml"),
-                 shared_services_vault_password_file=str(tmp_path / "vault-pass"), preflight_role="minio")
+    # The role's own variables override the store the fleet model names.
+    extra.update(minio_secrets_file=str(tmp_path / "store.vault.yml"),
+                 minio_vault_password_file=str(tmp_path / "vault-pass"), preflight_role="minio")
     result = run_playbook(f"{HERE}/preflight.yml", "-e", json.dumps(extra), inventory=_inventory(tmp_path))
     assert (result.rc == 0) == ok, str(result)
     if message:

@@ -52,11 +52,11 @@ def groups_of(hostvars):
 
 @pytest.fixture
 def run(controller):
-    def run_action(args, hostvars=None):
+    def run_action(args, hostvars=None, host=None):
         task = MagicMock(args=args, async_val=0, check_mode=False)
         action = controller[0](task, MagicMock(), MagicMock(), MagicMock(), MagicMock(), MagicMock())
         hostvars = HOSTVARS if hostvars is None else hostvars
-        return action.run(task_vars={"hostvars": hostvars, "groups": groups_of(hostvars)})
+        return action.run(task_vars={"hostvars": hostvars, "groups": groups_of(hostvars), "inventory_hostname": host})
 
     return run_action
 
@@ -128,3 +128,25 @@ def test_inventory_and_host_problems_come_together(run, action_fail):
     assert "dev-b: fleet_member.mail is not a known field; did you mean email?" in message
     assert "dev-a: cpu (fleet_roles.dev.cpu) 4 is more than the host's 2 CPU threads" in message
     assert "fleet_capacity.cpu_overcommit 1000000000.0 is not a number from 0.1 to 16" in message
+
+
+def test_options_not_given_are_the_inventory_variables_of_the_task_host(run):
+    # What model.yml does: no roles, network or pools given; the LXD host is the one of group lxd_hosts.
+    common = {"fleet_roles": ROLES, "fleet_network": ARGS["network"], "fleet_pools": ARGS["pools"],
+              "fleet_project": "fleet-test", "shared_services_secrets_file": "/srv/store.yml"}
+    hostvars = {"lab-host": {**common, "group_names": ["lxd_hosts"]},
+                **{name: {**common, **host} for name, host in HOSTVARS.items()}}
+    model = run({}, hostvars, host="lab-host")["fleet"]
+    assert (model["project"], model["lxd_host"], model["secrets_file"]) == ("fleet-test", "lab-host", "/srv/store.yml")
+    assert (model["tenants"], model["nodes"]["dev-a"]["tenant"]) == (["dev_alice"], "dev_alice")
+    assert model["nodes"]["infra-server"]["lxd_host"] == "lab-host"
+    # A task's argument wins; without the variables (or the task's host), a required option is missing.
+    assert run({"project": "other"}, hostvars, host="lab-host")["fleet"]["project"] == "other"
+
+
+def test_missing_inventory_variables_are_reported(run, action_fail):
+    with pytest.raises(action_fail) as error:
+        run({})
+    message = str(error.value)
+    assert "fleet_roles is missing" in message and "fleet_network is missing" in message
+    assert "fleet_pools is missing" in message

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.adelie.fleet.plugins.module_utils.fleet import (
-    FleetError, build_model, capacity, capacity_table, format_size, parse_size)
+    FleetError, build_model, capacity, capacity_table, format_size, inventory_options, model_from_inventory,
+    parse_size)
 
 ROLES = {
     "infra": {"cpu": 2, "memory": "4GiB", "disk": "20GiB", "pool": "nvme", "docker": True},
@@ -387,7 +388,8 @@ def test_derived_fields_with_options_and_a_role_without_docker():
     assert model["network"]["gateway"] == "192.168.7.254"
     assert model["members"] == {"alice": "dev-a", "bob": "dev-b"}
     assert set(nodes["dev-a"]) == {"name", "role", "profile", "cpu", "memory", "memory_bytes", "disk", "disk_bytes",
-                                   "pool", "docker", "ipv4", "gateway", "member", "app_dir", "compose", "services"}
+                                   "pool", "docker", "ipv4", "gateway", "member", "app_dir", "compose", "services",
+                                   "project", "lxd_host", "tenant"}
 
 
 @pytest.mark.parametrize("kwargs, expected", [
@@ -401,3 +403,84 @@ def test_derived_fields_with_options_and_a_role_without_docker():
 ])
 def test_bad_options_are_refused(kwargs, expected):
     assert problems(fleet(), **kwargs) == [expected]
+
+
+# ---------------------------------------------------------------------------
+# global facts: the project, the LXD host, the shared services' tenants and store come from the model
+# ---------------------------------------------------------------------------
+
+LAB_ROLES = {**ROLES, "deploy": {"cpu": 2, "memory": "2GiB", "disk": "6GiB", "pool": "nvme", "docker": True},
+             "staging": {"cpu": 1, "memory": "2GiB", "disk": "6GiB", "pool": "nvme", "docker": True}}
+
+
+def test_global_facts_defaults():
+    model = build_model(fleet(**{"deploy-1": {"groups": ["deploy"], "ipv4": "10.10.10.20"}}), LAB_ROLES, NETWORK, POOLS)
+    # deploy and staging are environments by default; the fleet has no staging node, so no staging tenant.
+    assert (model["project"], model["lxd_host"], model["environments"]) == ("default", None, ["deploy", "staging"])
+    assert model["tenants"] == ["deploy", "dev_alice"]
+    assert model["secrets_file"] == "~/.config/adelie-fleet/default-shared-services.vault.yml"
+    assert model["vault_password_file"] == "~/.config/adelie-fleet/vault-pass"
+    nodes = model["nodes"]
+    assert {name: (n["project"], n["lxd_host"], n["tenant"]) for name, n in nodes.items()} == {
+        "deploy-1": ("default", None, "deploy"), "dev-a": ("default", None, "dev_alice"),
+        "infra-server": ("default", None, None)}
+    # Without those roles, no environment (the default is deploy and staging where the fleet has them).
+    assert build_model(fleet(), ROLES, NETWORK, POOLS)["environments"] == []
+
+
+def test_global_facts_from_the_options():
+    model = build_model(fleet(), ROLES, NETWORK, POOLS, project="fleet-test", lxd_host="lab-host",
+                        environments=["infra"])
+    assert (model["project"], model["lxd_host"], model["tenants"]) == ("fleet-test", "lab-host", ["dev_alice", "infra"])
+    # The store is one per project unless the inventory names it.
+    assert model["secrets_file"] == "~/.config/adelie-fleet/fleet-test-shared-services.vault.yml"
+    infra = model["nodes"]["infra-server"]
+    assert (infra["project"], infra["lxd_host"], infra["tenant"]) == ("fleet-test", "lab-host", "infra")
+    named = build_model(fleet(), ROLES, NETWORK, POOLS, secrets_file="/srv/store.yml", vault_password_file="/srv/pass")
+    assert (named["secrets_file"], named["vault_password_file"]) == ("/srv/store.yml", "/srv/pass")
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"project": "my project"}, "fleet_project 'my project' is not a valid name"),
+    ({"project": ""}, "fleet_project '' is not a valid name"),
+    ({"environments": ["stagin"], "roles": LAB_ROLES},
+     "shared_services_environments: stagin is not a role of fleet_roles; did you mean staging?"),
+    ({"environments": "deploy"}, "shared_services_environments must be a list of roles of fleet_roles, not 'deploy'"),
+    ({"secrets_file": ""}, "shared_services_secrets_file '' is not a text"),
+    ({"vault_password_file": "/a\nb"}, "shared_services_vault_password_file '/a\\nb' holds a control character"),
+])
+def test_bad_global_facts_are_refused(kwargs, expected):
+    found = problems(fleet(), **kwargs)
+    assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_a_tenant_the_shared_services_cannot_have_is_refused():
+    roles = {**ROLES, "redis": {"cpu": 1, "memory": "1GiB", "disk": "5GiB", "pool": "nvme"}}
+    nodes = fleet(**{"cache-1": {"groups": ["redis"], "ipv4": "10.10.10.60"}})
+    assert problems(nodes, roles=roles, environments=["redis"]) == [
+        "node cache-1: tenant name redis is reserved by the shared services"]
+
+
+def test_model_from_inventory_reads_the_inventory_as_model_yml_does():
+    common = {"fleet_roles": ROLES, "fleet_network": NETWORK, "fleet_pools": POOLS, "fleet_project": "fleet-test",
+              "fleet_compose_command": "docker compose", "shared_services_environments": ["infra"]}
+    hostvars = {"lab-host": {**common, "group_names": ["lxd_hosts"]},
+                "infra-server": {**common, "group_names": ["fleet", "infra"], "fleet_ipv4": "10.10.10.10"},
+                "dev-a": {**common, "group_names": ["dev", "fleet"], "fleet_ipv4": "10.10.10.31", "fleet_cpu": 2,
+                          "fleet_member": {"login": "alice", "email": "alice@example.org"}}}
+    groups = {"all": sorted(hostvars), "lxd_hosts": ["lab-host"], "fleet": ["dev-a", "infra-server"],
+              "infra": ["infra-server"], "dev": ["dev-a"]}
+    options = inventory_options(hostvars["lab-host"])
+    # Unset optional variables are left to build_model's defaults; a missing required one is passed as None.
+    assert set(options) == {"roles", "network", "pools", "project", "compose_command", "environments"}
+    assert inventory_options({})["roles"] is None and "project" not in inventory_options({})
+    model = model_from_inventory(hostvars, groups, options)
+    assert (model["project"], model["lxd_host"], model["tenants"]) == ("fleet-test", "lab-host", ["dev_alice", "infra"])
+    dev_a = model["nodes"]["dev-a"]
+    assert (dev_a["cpu"], dev_a["compose"], dev_a["lxd_host"], dev_a["tenant"]) == (2, "docker compose", "lab-host",
+                                                                                    "dev_alice")
+    # An option given wins over the inventory's variable.
+    given = model_from_inventory(hostvars, groups, inventory_options(hostvars["lab-host"], {"project": "other"}))
+    assert given["nodes"]["dev-a"]["project"] == "other"
+    with pytest.raises(FleetError, match="lab-host: fleet_projet is not a fleet variable; did you mean fleet_project"):
+        model_from_inventory({**hostvars, "lab-host": {**hostvars["lab-host"], "fleet_projet": "x"}}, groups, options)
