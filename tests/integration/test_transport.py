@@ -1,5 +1,6 @@
 """The node layer's transport under parallel load: 2,000 commands spread over the test fleet's
-nodes through SSH (as the playbooks reach them), not one output lost, not one hang."""
+nodes through SSH (as the playbooks reach them), and 2,000 module runs through ansible.cfg's
+strategy (Mitogen's): not one output lost, not one hang."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from conftest import INVENTORY, REPO
 pytestmark = pytest.mark.integration
 
 
-def test_two_thousand_commands_over_ssh_lose_nothing(lab):
+@pytest.mark.parametrize("via", ["ssh", "ansible"])
+def test_two_thousand_commands_lose_nothing(lab, via):
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "transport.py"), "-i", str(INVENTORY),
-                           "--via", "ssh", "--commands", "2000", "--timeout", "30", "--json"],
+                           "--via", via, "--commands", "2000", "--timeout", "30", "--json"],
                           cwd=REPO, capture_output=True, text=True, timeout=900, check=True)
     result = json.loads(proc.stdout)
     print(result)
