@@ -43,7 +43,7 @@ def last_timing(path, target, **wanted):
     found = None
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
-            date, _, rest = line.partition(" ")
+            date, rest = (line.split(" ", 1) + [""])[:2]
             fields = dict(item.split("=", 1) for item in rest.split() if "=" in item)
             if fields.get("target") == target and all(fields.get(k) == v for k, v in wanted.items()):
                 found = dict(fields, date=date)
@@ -118,7 +118,7 @@ def main():
     print("\nGoals (issue 16): this bench run; make up and make test from %s" % TIMINGS.relative_to(ROOT))
     for r in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(r, widths)).rstrip())
-    failed = sorted(key for key, (value, _) in figures.items() if value == "FAILED")
+    failed = sorted(key for key, figure in figures.items() if figure[0] == "FAILED")
     if failed:
         print("FAILED in this run: %s" % " ".join(failed))
         return 1
