@@ -112,4 +112,4 @@ timed "plan.yml on the production inventory" ansible-playbook -i inventories/pro
 # The node layer's transport: 2,000 commands over the lab's nodes in parallel, SSH (what the
 # playbooks use) beside LXD's REST exec with recorded output and `lxc exec` (what they used
 # before): both lose outputs here, `lxc exec` also hangs.
-python bench/transport.py -i "$INVENTORY" --via ssh rest lxc --commands 2000 --timeout 30
+python bench/transport.py -i "$INVENTORY" --via ssh ansible rest lxc --commands 2000 --timeout 30

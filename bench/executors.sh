@@ -17,7 +17,8 @@ export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_NOCOLOR=1
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
-INVENTORY=$(realpath "${INVENTORY:-inventories/lab}")
+INVENTORY_IN_TREE=${INVENTORY:-inventories/lab}
+INVENTORY=$(realpath "$INVENTORY_IN_TREE")
 BEFORE=b59b3a6
 RUNS=2
 VARIANTS=(before linear mitogen)
@@ -52,14 +53,15 @@ if mitogen_dir=$(python -c 'import ansible_mitogen, os; print(os.path.dirname(an
     mitogen_strategies="$mitogen_dir/plugins/strategy"
 fi
 
-# run VARIANT: site.yml once under it. As before: the nightly schedule's command names the checkout
+# run VARIANT: site.yml once under it. As before: with the inventory as it was then (variables have
+# been renamed since, lab_fixture_app_*), and the nightly schedule's command names the checkout
 # it starts from (roles/nightly: nightly_project_dir, from playbook_dir); run from the worktree, it
 # would point the lab's schedule at a directory about to be removed, and count that as a change.
 run() {
     case $1 in
         before)
             env -u ANSIBLE_CONFIG -C "$before" ANSIBLE_STRATEGY=linear ANSIBLE_PIPELINING=True \
-                ansible-playbook -i "$INVENTORY" site.yml -e "nightly_project_dir=$PWD" ;;
+                ansible-playbook -i "$before/$INVENTORY_IN_TREE" site.yml -e "nightly_project_dir=$PWD" ;;
         linear)
             env ANSIBLE_STRATEGY=linear ANSIBLE_PIPELINING=True ansible-playbook -i "$INVENTORY" site.yml ;;
         mitogen)
