@@ -8,6 +8,9 @@ timeout="$2"
 # "[lxc monitor]" processes are also named lxd, and not as a zombie waiting for PID 1.
 running() { pgrep -f --runstates RSDI "^([^ ]*/)?$1( |\$)" >/dev/null; }
 mkdir -p "$(dirname "$log")"
+# The daemons get every CPU. Ansible's executor may run this pinned to one (Mitogen pins its workers
+# and what they start), and lxd's containers would inherit that: `nproc` 1 whatever limits.cpu says.
+taskset --all-tasks --pid --cpu-list "0-$(( $(nproc --all) - 1 ))" $$ >/dev/null
 if ! running lxcfs; then
     # A dead lxcfs leaves its FUSE mount behind ("Transport endpoint is not connected"),
     # on which even mkdir fails: unmount it first.
