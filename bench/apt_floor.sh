@@ -17,7 +17,7 @@
 # marks every package a role names as manual and leaves their dependencies automatic, so this is
 # each node's own list as the roles gave it (apt installs its dependencies the same way here), and
 # it includes a package any task installs, which the roles' package variables (docker_*,
-# dev_toolchain_*, fixture_app_*, member_account_*, picked per node by the model) would not
+# dev_toolchain_*, lab_fixture_app_*, member_account_*, picked per node by the model) would not
 # without repeating the model's conditions in this script.
 # Nodes, their addresses, SSH users and keys: the inventory's fleet group (fleet_ipv4,
 # ansible_user, ansible_ssh_private_key_file). What passes between the steps: build/bench/floor/.
