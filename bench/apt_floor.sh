@@ -23,9 +23,6 @@
 # ansible_user, ansible_ssh_private_key_file). What passes between the steps: build/bench/floor/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The checkout's venv first, also when the script is run on its own (not through make bench).
-export PATH="$PWD/.venv/bin:$PATH"
-export ANSIBLE_NOCOLOR=1
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 INVENTORY=${INVENTORY:-inventories/lab}

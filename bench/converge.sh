@@ -12,9 +12,6 @@
 # the transport check. The lab is left converged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The checkout's venv first, also when the script is run on its own (not through make bench).
-export PATH="$PWD/.venv/bin:$PATH"
-export ANSIBLE_NOCOLOR=1
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 : >"$BENCH_FIGURES"

@@ -12,9 +12,6 @@
 #   bench/executors.sh        (make bench runs it from bench/converge.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The checkout's venv first, also when the script is run on its own (not through make bench).
-export PATH="$PWD/.venv/bin:$PATH"
-export ANSIBLE_NOCOLOR=1
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 INVENTORY_IN_TREE=${INVENTORY:-inventories/lab}
@@ -47,11 +44,8 @@ mkdir -p "$before/build/collections/ansible_collections/adelie" "$before/build/f
 ln -s ../../../.. "$before/build/collections/ansible_collections/adelie/fleet"
 if [ -d build/facts ]; then cp -a build/facts/. "$before/build/facts/"; fi
 
-# Mitogen's strategy plugins, from the venv's mitogen package.
-mitogen_strategies=
-if mitogen_dir=$(python -c 'import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))' 2>/dev/null); then
-    mitogen_strategies="$mitogen_dir/plugins/strategy"
-fi
+# Mitogen's strategy plugins, linked by `make venv` from the pinned mitogen package.
+mitogen_strategies=$PWD/.venv/mitogen-strategy
 
 # run VARIANT: site.yml once under it. As before: with the inventory as it was then (variables have
 # been renamed since, lab_fixture_app_*), and the nightly schedule's command names the checkout
@@ -65,8 +59,8 @@ run() {
         linear)
             env ANSIBLE_STRATEGY=linear ANSIBLE_PIPELINING=True ansible-playbook -i "$INVENTORY" site.yml ;;
         mitogen)
-            if [ -z "$mitogen_strategies" ]; then
-                echo "mitogen is not installed in $(command -v python)'s environment: make venv (requirements.txt)"
+            if [ ! -d "$mitogen_strategies" ]; then
+                echo "no $mitogen_strategies (Mitogen's strategy plugins): make venv"
                 return 1
             fi
             env ANSIBLE_STRATEGY_PLUGINS="$mitogen_strategies" ANSIBLE_STRATEGY=mitogen_linear \

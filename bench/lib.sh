@@ -2,6 +2,10 @@
 # What the bench scripts share (sourced from the checkout's root): timed runs, and the figures file
 # that bench/summary.py reads at the end of `make bench`.
 
+# The checkout's venv first, also when the script is run on its own (not through make bench).
+export PATH="$PWD/.venv/bin:$PATH"
+export ANSIBLE_NOCOLOR=1
+
 # One figure a line: KEY VALUE [CHANGED]. VALUE is seconds, FAILED, or a word (default_strategy);
 # CHANGED is the recap's changed count, "-" when the command is not a playbook. bench/converge.sh
 # empties it when it starts; a key written twice counts with its last value.
