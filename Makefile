@@ -126,7 +126,7 @@ $(TOOLS_STAMP):
 	@touch $@
 
 unit: venv tools
-	$(BIN)/python -m pytest -q tests/unit
+	$(BIN)/python -m pytest -q -n auto tests/unit
 
 integration: venv test-deps
 	$(BIN)/python -m pytest -q -x --durations=20 tests/integration
