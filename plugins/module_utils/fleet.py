@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from ansible_collections.adelie.fleet.plugins.module_utils.backend import BACKENDS, DEFAULT_BACKEND
+from ansible_collections.adelie.fleet.plugins.module_utils.backend import backend as backend_entry
 from ansible_collections.adelie.fleet.plugins.module_utils import fleet_schema as schema
 from ansible_collections.adelie.fleet.plugins.module_utils.fleet_schema import (
     CONTROL_RE, GiB, format_size, parse_size)
@@ -46,6 +48,7 @@ INVENTORY_VARIABLES = {
     "app_dir": "fleet_app_dir",
     "compose_command": "fleet_compose_command",
     "project": "fleet_project",
+    "backend": "fleet_backend",
     "environments": "shared_services_environments",
     "secrets_file": "shared_services_secrets_file",
     "vault_password_file": "shared_services_vault_password_file",
@@ -62,12 +65,14 @@ class FleetError(ValueError):
         super().__init__("invalid fleet inventory:\n" + "\n".join("  - " + p for p in self.problems))
 
 
-def _options(problems, app_dir, compose_command, project, secrets_file, vault_password_file):
+def _options(problems, app_dir, compose_command, project, secrets_file, vault_password_file, backend):
     if not isinstance(app_dir, str) or not app_dir.startswith("/") or CONTROL_RE.search(app_dir):
         problems.append("app_dir %r must be an absolute path, like %s" % (app_dir, DEFAULT_APP_DIR))
     if compose_command not in COMPOSE_COMMANDS:
         problems.append("compose_command %r must be one of %s"
                         % (compose_command, ", ".join(repr(c) for c in COMPOSE_COMMANDS)))
+    if backend not in BACKENDS:
+        problems.append("fleet_backend %r must be one of %s" % (backend, ", ".join(BACKENDS)))
     checks = (("fleet_project", project, "name"), ("shared_services_secrets_file", secrets_file, "text"),
               ("shared_services_vault_password_file", vault_password_file, "text"))
     for variable, value, kind in checks:
@@ -278,7 +283,7 @@ def _member(problems, node, member, logins):
 def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_APP_DIR,
                 compose_command=DEFAULT_COMPOSE_COMMAND, services=None, host=None, policy=None, groups=None,
                 variables=None, project=DEFAULT_PROJECT, lxd_host=None, environments=None, secrets_file=None,
-                vault_password_file=DEFAULT_VAULT_PASSWORD_FILE):
+                vault_password_file=DEFAULT_VAULT_PASSWORD_FILE, backend=DEFAULT_BACKEND):
     """Validate the inventory and return the fleet model.
 
     nodes: {name: {"groups": [...], "ipv4": ..., "member": ..., "cpu"/"memory"/"disk"/"pool": overrides}}
@@ -294,19 +299,21 @@ def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_A
     groups: the inventory's groups ({group: [hosts]}): a host of a role group must be in group fleet.
     variables: {host: names of its variables} for every host: a fleet_* name the schema does not know is refused.
     project: fleet_project, the LXD project of the containers and profiles.
+    backend: fleet_backend, the LXD host's daemon (lxd or incus); the model carries its entry of BACKENDS
+      (module_utils/backend.py): CLI, paths, packages, group, metric names.
     lxd_host: the inventory name of the LXD host (the one host of group lxd_hosts).
     environments: the roles whose nodes are environments with a shared-services tenant of their own (the
       role's name); by default deploy and staging, those the fleet has. Every member is a tenant (dev_<login>).
     secrets_file, vault_password_file: the shared services' password store on the controller (by default
       one per project) and its vault password file.
-    The global facts (project, lxd_host, the store, environments, tenants) are in the model, and a node's
+    The global facts (project, lxd_host, backend, the store, environments, tenants) are in the model, and a node's
     (project, lxd_host, tenant) in its entry, so that no role derives them again.
     Raises FleetError naming every bad node and field.
     """
     problems = []
     if secrets_file is None:
         secrets_file = SECRETS_FILE % project
-    _options(problems, app_dir, compose_command, project, secrets_file, vault_password_file)
+    _options(problems, app_dir, compose_command, project, secrets_file, vault_password_file, backend)
     if variables is not None:
         problems += schema.unknown_variables(variables)
     _groups(problems, nodes, groups, roles)
@@ -400,7 +407,8 @@ def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_A
             "network": {"name": bridge_name, "ipv4": str(bridge), "subnet": str(bridge.network),
                         "gateway": str(bridge.ip)},
             "project": project, "lxd_host": lxd_host, "environments": environments, "tenants": tenant_names,
-            "secrets_file": secrets_file, "vault_password_file": vault_password_file}
+            "secrets_file": secrets_file, "vault_password_file": vault_password_file,
+            "backend": backend_entry(backend)}
 
 
 def model_from_inventory(hostvars, groups, options, nodes=None):

@@ -141,6 +141,7 @@ NODE_VARIABLES = {
     "fleet_pool": "overrides the role's pool",
 }
 GLOBAL_VARIABLES = {
+    "fleet_backend": "the daemon of the LXD host: lxd or incus",
     "fleet_project": "the LXD project of the containers and profiles",
     "fleet_image": "the base image's alias",
     "fleet_network": "the bridge (NETWORK)",

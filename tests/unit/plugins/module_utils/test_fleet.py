@@ -443,6 +443,8 @@ def test_global_facts_from_the_options():
 @pytest.mark.parametrize("kwargs, expected", [
     ({"project": "my project"}, "fleet_project 'my project' is not a valid name"),
     ({"project": ""}, "fleet_project '' is not a valid name"),
+    ({"backend": "lxc"}, "fleet_backend 'lxc' must be one of lxd, incus"),
+    ({"backend": None}, "fleet_backend None must be one of lxd, incus"),
     ({"environments": ["stagin"], "roles": LAB_ROLES},
      "shared_services_environments: stagin is not a role of fleet_roles; did you mean staging?"),
     ({"environments": "deploy"}, "shared_services_environments must be a list of roles of fleet_roles, not 'deploy'"),
@@ -452,6 +454,13 @@ def test_global_facts_from_the_options():
 def test_bad_global_facts_are_refused(kwargs, expected):
     found = problems(fleet(), **kwargs)
     assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_the_model_carries_its_backends_map_entry():
+    """The roles take the CLI, socket and paths from the model: LXD unless the inventory says incus."""
+    assert build_model(fleet(), ROLES, NETWORK, POOLS)["backend"]["cli"] == "lxc"
+    incus = build_model(fleet(), ROLES, NETWORK, POOLS, backend="incus")["backend"]
+    assert (incus["cli"], incus["socket"], incus["admin_group"]) == ("incus", "/var/lib/incus/unix.socket", "incus-admin")
 
 
 def test_a_tenant_the_shared_services_cannot_have_is_refused():

@@ -1,0 +1,69 @@
+# -*- coding: utf-8 -*-
+# Copyright: Adelie infra team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The two daemons a fleet can run on, LXD and Incus, and everything that differs between them.
+
+One map, read once into the fleet model (fleet_model.backend, a node's fleet_node.backend): the roles,
+modules, playbooks, bench scripts and tests take the CLI, paths, packages, group, metric names and
+commands from there, so that no other file names `lxc` or /var/lib/lxd. Both serve the same /1.0 REST
+API (Incus dropped /1.0/containers: use /1.0/instances), projects, profiles and clustering model.
+
+Debian's packages (checked on this machine, 2026-12-04): LXD 5.0.2 in Debian 12 (security fixes until
+June 2027; Debian 13 is expected to be the last release with it); Incus 6.0 LTS in bookworm-backports
+and in Debian 13. `incus-base` is the daemon for containers alone (`incus` adds QEMU and swtpm for VMs).
+"""
+
+from __future__ import annotations
+
+import copy
+
+__metaclass__ = type
+
+DEFAULT_BACKEND = "lxd"
+
+# Per backend: cli (the client command), daemon (its binary, started by hand where PID 1 is not systemd),
+# unit (its systemd service), var_dir and socket, admin_group (members may use the socket), init (takes a
+# preseed on stdin), metrics_prefix (of the metric names in /1.0/metrics), trust_metrics (trusts a
+# client certificate for /1.0/metrics only; the certificate's path follows), and the Debian packages per
+# major release with the suite they come from (None: the release's own).
+BACKENDS = {
+    "lxd": {
+        "name": "lxd",
+        "cli": "lxc",
+        "daemon": ["lxd", "--group", "lxd"],
+        "waitready": ["lxd", "waitready"],
+        "unit": "lxd.service",
+        "var_dir": "/var/lib/lxd",
+        "socket": "/var/lib/lxd/unix.socket",
+        "admin_group": "lxd",
+        "init": ["lxd", "init", "--preseed"],
+        "metrics_prefix": "lxd",
+        "trust_metrics": ["lxc", "config", "trust", "add", "--type=metrics"],
+        "packages": {"12": {"names": ["lxd", "lxd-client", "lxcfs"], "suite": None}},
+    },
+    "incus": {
+        "name": "incus",
+        "cli": "incus",
+        "daemon": ["incusd", "--group", "incus-admin"],
+        "waitready": ["incus", "admin", "waitready"],
+        "unit": "incus.service",
+        "var_dir": "/var/lib/incus",
+        "socket": "/var/lib/incus/unix.socket",
+        "admin_group": "incus-admin",
+        "init": ["incus", "admin", "init", "--preseed"],
+        "metrics_prefix": "incus",
+        "trust_metrics": ["incus", "config", "trust", "add-certificate", "--type=metrics"],
+        "packages": {"12": {"names": ["incus-base", "incus-client", "lxcfs"], "suite": "bookworm-backports"},
+                     "13": {"names": ["incus-base", "incus-client", "lxcfs"], "suite": None}},
+    },
+}
+
+
+def backend(name=None):
+    """The map's entry of a backend (a copy: the model may hand it on); KeyError for an unknown name."""
+    return copy.deepcopy(BACKENDS[name or DEFAULT_BACKEND])
+
+
+def cli(name=None):
+    """The client command of a backend, for the Python that runs it (bench scripts, tests, modules)."""
+    return BACKENDS[name or DEFAULT_BACKEND]["cli"]
