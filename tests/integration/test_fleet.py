@@ -97,6 +97,7 @@ BAD_INVENTORIES = {
                                "fleet_host.cpus"),
     "non-numeric fleet_capacity": ("ft-bad", "deploy", NEW_NODE, {"fleet_capacity": {"cpu_overcommit": "lots"}},
                                    "fleet_capacity.cpu_overcommit"),
+    "unknown daemon": ("ft-bad", "deploy", NEW_NODE, {"fleet_backend": "lxc"}, "fleet_backend"),
 }
 
 
@@ -130,4 +131,14 @@ def test_bad_inventory_is_refused_before_any_change(lab, tmp_path, case):
         assert node in message, str(result)
     # The model play is the only one that ran, and nothing on the host changed.
     assert "PLAY [Prepare the LXD host" not in result.out, str(result)
+    assert host_state(lab) == before
+
+
+def test_a_daemon_the_host_role_cannot_install_yet_is_refused_before_any_change(lab):
+    """fleet_backend: incus passes the model (module_utils/backend.py knows it), and lxd_host refuses it first."""
+    before = host_state(lab)
+    result = lab.playbook("site.yml", "-e", "fleet_backend=incus")
+    assert result.rc != 0
+    message = next(line for line in result.out.splitlines() if line.startswith("fatal:"))
+    assert "fleet_backend incus is not installed by this role yet" in message, str(result)
     assert host_state(lab) == before
