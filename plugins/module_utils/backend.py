@@ -3,9 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The two daemons a fleet can run on, LXD and Incus, and everything that differs between them.
 
-One map, read once into the fleet model (fleet_model.backend, a node's fleet_node.backend): the roles,
-modules, playbooks, bench scripts and tests take the CLI, paths, packages, group, metric names and
-commands from there, so that no other file names `lxc` or /var/lib/lxd. Both serve the same /1.0 REST
+One map, read once into the fleet model (fleet_model.backend): the roles on the LXD host take the CLI,
+socket and paths from there. The playbooks, modules, bench scripts and tests are to follow (issue 17),
+so that no other file names `lxc` or /var/lib/lxd. Both serve the same /1.0 REST
 API (Incus dropped /1.0/containers: use /1.0/instances), projects, profiles and clustering model.
 
 Debian's packages (checked on this machine, 2026-12-04): LXD 5.0.2 in Debian 12 (security fixes until
@@ -62,8 +62,3 @@ BACKENDS = {
 def backend(name=None):
     """The map's entry of a backend (a copy: the model may hand it on); KeyError for an unknown name."""
     return copy.deepcopy(BACKENDS[name or DEFAULT_BACKEND])
-
-
-def cli(name=None):
-    """The client command of a backend, for the Python that runs it (bench scripts, tests, modules)."""
-    return BACKENDS[name or DEFAULT_BACKEND]["cli"]
