@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from ansible_collections.adelie.fleet.plugins.module_utils.backend import BACKENDS, DEFAULT_BACKEND
-from ansible_collections.adelie.fleet.plugins.module_utils.backend import backend as backend_entry
+from ansible_collections.adelie.fleet.plugins.module_utils.backend import BACKENDS, DEFAULT_BACKEND, backend as backend_entry
 from ansible_collections.adelie.fleet.plugins.module_utils import fleet_schema as schema
 from ansible_collections.adelie.fleet.plugins.module_utils.fleet_schema import (
     CONTROL_RE, GiB, format_size, parse_size)
