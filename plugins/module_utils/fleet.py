@@ -70,7 +70,7 @@ def _options(problems, app_dir, compose_command, project, secrets_file, vault_pa
     if compose_command not in COMPOSE_COMMANDS:
         problems.append("compose_command %r must be one of %s"
                         % (compose_command, ", ".join(repr(c) for c in COMPOSE_COMMANDS)))
-    if backend not in BACKENDS:
+    if not isinstance(backend, str) or backend not in BACKENDS:
         problems.append("fleet_backend %r must be one of %s" % (backend, ", ".join(BACKENDS)))
     checks = (("fleet_project", project, "name"), ("shared_services_secrets_file", secrets_file, "text"),
               ("shared_services_vault_password_file", vault_password_file, "text"))

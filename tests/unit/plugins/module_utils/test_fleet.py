@@ -445,6 +445,7 @@ def test_global_facts_from_the_options():
     ({"project": ""}, "fleet_project '' is not a valid name"),
     ({"backend": "lxc"}, "fleet_backend 'lxc' must be one of lxd, incus"),
     ({"backend": None}, "fleet_backend None must be one of lxd, incus"),
+    ({"backend": ["lxd"]}, "fleet_backend ['lxd'] must be one of lxd, incus"),
     ({"environments": ["stagin"], "roles": LAB_ROLES},
      "shared_services_environments: stagin is not a role of fleet_roles; did you mean staging?"),
     ({"environments": "deploy"}, "shared_services_environments must be a list of roles of fleet_roles, not 'deploy'"),
