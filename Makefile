@@ -64,7 +64,7 @@ TIMINGS := build/timings/make.log
 
 up:
 	@began=$$(date -Iseconds); start=$$(date +%s); \
-	  if command -v lxd >/dev/null 2>&1; then fresh=no; else fresh=yes; fi; \
+	  if command -v lxd >/dev/null 2>&1 || command -v incus >/dev/null 2>&1; then fresh=no; else fresh=yes; fi; \
 	  $(MAKE) --no-print-directory converge; rc=$$?; \
 	  mkdir -p $(dir $(TIMINGS)) && echo "$$began target=up seconds=$$(( $$(date +%s) - start )) exit=$$rc fresh=$$fresh" >>$(TIMINGS); \
 	  exit $$rc

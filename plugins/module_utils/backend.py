@@ -21,11 +21,12 @@ __metaclass__ = type
 
 DEFAULT_BACKEND = "lxd"
 
-# Per backend: cli (the client command), daemon (its binary, started by hand where PID 1 is not systemd),
-# unit (its systemd service), var_dir and socket, admin_group (members may use the socket), init (takes a
-# preseed on stdin), metrics_prefix (of the metric names in /1.0/metrics), trust_metrics (trusts a
-# client certificate for /1.0/metrics only; the certificate's path follows), and the Debian packages per
-# major release with the suite they come from (None: the release's own).
+# Per backend: cli (the client command), daemon (its binary, started by hand where PID 1 is not systemd;
+# Debian keeps incusd out of PATH), waitready (returns once the daemon answers), unit (its systemd
+# service), log_dir (where it logs when started by hand), var_dir and socket, admin_group (members may
+# use the socket), init (takes a preseed on stdin), metrics_prefix (of the metric names in /1.0/metrics),
+# trust_metrics (trusts a client certificate for /1.0/metrics only; the certificate's path follows), and
+# the Debian packages per major release with the suite they come from (None: the release's own).
 BACKENDS = {
     "lxd": {
         "name": "lxd",
@@ -33,20 +34,23 @@ BACKENDS = {
         "daemon": ["lxd", "--group", "lxd"],
         "waitready": ["lxd", "waitready"],
         "unit": "lxd.service",
+        "log_dir": "/var/log/lxd",
         "var_dir": "/var/lib/lxd",
         "socket": "/var/lib/lxd/unix.socket",
         "admin_group": "lxd",
         "init": ["lxd", "init", "--preseed"],
         "metrics_prefix": "lxd",
         "trust_metrics": ["lxc", "config", "trust", "add", "--type=metrics"],
-        "packages": {"12": {"names": ["lxd", "lxd-client", "lxcfs"], "suite": None}},
+        "packages": {"12": {"names": ["lxd", "lxd-client", "lxcfs"], "suite": None},
+                     "13": {"names": ["lxd", "lxd-client", "lxcfs"], "suite": None}},
     },
     "incus": {
         "name": "incus",
         "cli": "incus",
-        "daemon": ["incusd", "--group", "incus-admin"],
+        "daemon": ["/usr/libexec/incus/incusd", "--group", "incus-admin"],
         "waitready": ["incus", "admin", "waitready"],
         "unit": "incus.service",
+        "log_dir": "/var/log/incus",
         "var_dir": "/var/lib/incus",
         "socket": "/var/lib/incus/unix.socket",
         "admin_group": "incus-admin",

@@ -1,11 +1,12 @@
 """Publish each fleet container's root-disk use for node-exporter's textfile collector.
 
-LXD's /1.0/metrics reports the storage pool's size and free space as every container's filesystem
+The daemon's (LXD's or Incus's) /1.0/metrics reports the storage pool's size and free space as every container's filesystem
 (so does `df` inside one); the container's own use is in its state (the btrfs quota group), which
 is what its root-disk `size` quota limits. Every INTERVAL seconds this writes
-adelie_fleet_disk_used_bytes{project, node, role} for the instances of the given LXD projects.
+adelie_fleet_disk_used_bytes{project, node, role} for the instances of the given projects, read with
+the daemon's client CLI (lxc or incus).
 
-Usage: python3 fleet-disk-usage.py OUTPUT INTERVAL PROJECT... [--daemon PIDFILE]
+Usage: python3 fleet-disk-usage.py OUTPUT INTERVAL CLI PROJECT... [--daemon PIDFILE]
 --daemon: detach and keep running; exits at once (printing nothing) when the same command already
 runs from PIDFILE, or prints "started" after starting it (hosts where PID 1 is not systemd).
 """
@@ -18,13 +19,14 @@ import sys
 import time
 
 
-def read_usage(project):
-    proc = subprocess.run(["lxc", "query", "/1.0/instances?recursion=2&project=" + project],
+def read_usage(cli, project):
+    proc = subprocess.run([cli, "query", "/1.0/instances?recursion=2&project=" + project],
                           capture_output=True, text=True, timeout=60, check=False)
     if proc.returncode != 0:
         return None
     usage = {}
-    for instance in json.loads(proc.stdout):
+    # Incus prints nothing for an empty list.
+    for instance in json.loads(proc.stdout or "[]"):
         disk = (instance.get("state") or {}).get("disk") or {}
         if "root" in disk:
             usage[instance["name"]] = disk["root"].get("usage", 0)
@@ -46,13 +48,13 @@ def read_roles(directory):
     return roles
 
 
-def render(projects, roles):
-    lines = ["# HELP adelie_fleet_disk_used_bytes Root-disk use of a fleet container (LXD's figure, its quota group).",
+def render(cli, projects, roles):
+    lines = ["# HELP adelie_fleet_disk_used_bytes Root-disk use of a fleet container (the daemon's figure, its quota group).",
              "# TYPE adelie_fleet_disk_used_bytes gauge",
-             "# HELP adelie_fleet_disk_usage_read_ok 1 when LXD answered for the project at the last read.",
+             "# HELP adelie_fleet_disk_usage_read_ok 1 when the daemon answered for the project at the last read.",
              "# TYPE adelie_fleet_disk_usage_read_ok gauge"]
     for project in projects:
-        usage = read_usage(project)
+        usage = read_usage(cli, project)
         lines.append('adelie_fleet_disk_usage_read_ok{project="%s"} %d' % (project, usage is not None))
         for node, used in sorted((usage or {}).items()):
             role = roles.get((project, node), "")
@@ -104,9 +106,9 @@ def main(argv):
         index = args.index("--daemon")
         pidfile = args[index + 1]
         del args[index:index + 2]
-    if len(args) < 3:
+    if len(args) < 4:
         sys.exit(__doc__)
-    output, interval, projects = args[0], float(args[1]), args[2:]
+    output, interval, cli, projects = args[0], float(args[1]), args[2], args[3:]
     if pidfile:
         # The daemon runs the same command line, so a second call finds it running.
         started = daemonize(pidfile, [sys.executable] + argv)
@@ -115,7 +117,7 @@ def main(argv):
             return
     while True:
         try:
-            write_atomically(output, render(projects, read_roles(os.path.dirname(output) or ".")))
+            write_atomically(output, render(cli, projects, read_roles(os.path.dirname(output) or ".")))
         except (OSError, subprocess.SubprocessError, ValueError) as err:
             print("fleet-disk-usage: %s" % err, file=sys.stderr)
         time.sleep(interval)
