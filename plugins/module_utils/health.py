@@ -30,6 +30,7 @@ import datetime
 import json
 import time
 
+from ansible_collections.adelie.fleet.plugins.module_utils.backend import DEFAULT_BACKEND
 from ansible_collections.adelie.fleet.plugins.module_utils.health_findings import (
     FINDING_KINDS, classify, finding, is_broken, lxd_findings)
 from ansible_collections.adelie.fleet.plugins.module_utils.health_package import probe_command, probe_input
@@ -43,6 +44,8 @@ __metaclass__ = type
 
 DEFAULTS = {
     "project": "default",
+    # The LXD host's daemon: its client answers the REST queries (module_utils/backend.py).
+    "backend": DEFAULT_BACKEND,
     "ssh_user": "root",
     "ssh_key": None,
     "ssh_args": list(DEFAULT_SSH_ARGS),
@@ -165,7 +168,7 @@ class Sweep:
         records = []
         for item in plan:
             action = "unfreeze" if item["kind"] == "container_frozen" else "start"
-            shown = action_command(self.options["project"], item["node"], action)
+            shown = action_command(self.options["project"], item["node"], action, self.options["backend"])
             if self.options["check_mode"]:
                 records.append(record(item, "planned", "check mode: not run", action=shown))
                 continue

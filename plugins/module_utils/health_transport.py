@@ -1,6 +1,6 @@
 # Copyright: Adelie infra team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""How the health sweep reaches things: a node over SSH, a node's port from the LXD host, and LXD.
+"""How the health sweep reaches things: a node over SSH, a node's port from the LXD host, and LXD (or Incus).
 
 Standard library only (bench/health_sweep.py runs the sweep without Ansible).
 """
@@ -12,6 +12,8 @@ import os
 import socket
 import subprocess
 import tempfile
+
+from ansible_collections.adelie.fleet.plugins.module_utils.backend import backend
 
 __metaclass__ = type
 
@@ -80,22 +82,24 @@ class SshTransport:
 
 
 class LxdHost:
-    """The LXD side, through its REST API (``lxc query``): instances' states, disk use, state actions."""
+    """The daemon's side, through its REST API (``<cli> query``, the client of options["backend"]):
+    instances' states, disk use, state actions."""
 
     def __init__(self, options, runner=run_local):
         self.project = options["project"]
         self.timeout = options["timeout"]
+        self.cli = backend(options["backend"])["cli"]
         self.runner = runner
 
     def _query(self, path, method="GET", data=None, timeout=None):
         sep = "&" if "?" in path else "?"
-        argv = ["lxc", "query"]
+        argv = [self.cli, "query"]
         if method != "GET":
             # --wait: the answer comes when LXD's operation has ended (its error included).
             argv += ["-X", method, "--wait", "-d", json.dumps(data)]
         rc, out, err = self.runner(argv + ["%s%sproject=%s" % (path, sep, self.project)], timeout or self.timeout)
         if rc != 0:
-            raise RuntimeError((err or out).strip()[:300] or "lxc query exited %d" % rc)
+            raise RuntimeError((err or out).strip()[:300] or "%s query exited %d" % (self.cli, rc))
         return json.loads(out) if out.strip() else None
 
     def instances(self):
@@ -120,7 +124,7 @@ class LxdHost:
 
     def action(self, name, action):
         """(ok, message) of a state action of the API: ``start`` a stopped container, ``unfreeze`` a
-        frozen one (the lxc client has no unfreeze command; the API has no resume)."""
+        frozen one (LXD's client has no unfreeze command; the API has no resume)."""
         try:
             self._query("/1.0/instances/%s/state" % name, "PUT", {"action": action, "timeout": 30},
                         timeout=max(self.timeout, 60))
@@ -129,7 +133,7 @@ class LxdHost:
         return True, ""
 
 
-def action_command(project, name, action):
-    """What LxdHost.action runs, as the reports show it."""
-    return "lxc query -X PUT --wait -d '{\"action\": \"%s\"}' /1.0/instances/%s/state?project=%s" % (
-        action, name, project)
+def action_command(project, name, action, backend_name=None):
+    """What LxdHost.action runs (with the client of ``backend_name``, default LXD's), as the reports show it."""
+    return "%s query -X PUT --wait -d '{\"action\": \"%s\"}' /1.0/instances/%s/state?project=%s" % (
+        backend(backend_name)["cli"], action, name, project)

@@ -19,8 +19,9 @@ module: health_sweep
 short_description: Sweep the fleet's containers for faults, repair the enabled kinds, report
 version_added: 0.2.0
 description:
-  - Runs on the LXD host. Lists the containers of LXD project O(project) once (a stopped, frozen or
-    missing container is a finding, and is not probed), then probes every running node of O(nodes) in
+  - Runs on the LXD host. Lists the containers of LXD project O(project) once, through the REST API and the
+    client of the host's daemon O(backend) (a stopped, frozen or missing container is a finding, and is not
+    probed), then probes every running node of O(nodes) in
     parallel over SSH, one C(python3) process per node that collects systemd's state and failed units,
     memory against the limit, whether dockerd answers, every Docker container's state, health and
     restart count, the images the app's compose file needs but the node lacks, the app checkout's branch,
@@ -57,8 +58,15 @@ options:
     description: LXD project of the fleet's containers.
     type: str
     default: default
+  backend:
+    description:
+      - The LXD host's daemon, V(lxd) or V(incus) (C(fleet_model.backend.name)). Its client, named by the map in
+        C(module_utils/backend.py), runs the REST queries (O(lxd)) and starts or unfreezes a container (V(container_stopped)).
+    type: str
+    choices: [lxd, incus]
+    default: lxd
   lxd:
-    description: Ask LXD for the containers' states and disk use (V(false) probes every node over SSH only).
+    description: Ask the daemon (O(backend)) for the containers' states and disk use (V(false) probes every node over SSH only).
     type: bool
     default: true
   ssh_key:
@@ -87,8 +95,8 @@ options:
   repair:
     description:
       - Kinds of repair to run. V([]) sweeps and reports only.
-      - V(container_stopped) start a stopped container (unfreeze a frozen one) through LXD's API; it holds when
-        LXD says C(Running) and the node answers SSH within O(start_wait).
+      - V(container_stopped) start a stopped container (unfreeze a frozen one) through the daemon's API; it holds when
+        the daemon says C(Running) and the node answers SSH within O(start_wait).
       - V(dockerd_down) C(systemctl restart docker); it holds when dockerd answers C(/_ping).
       - V(service_down) C(systemctl reset-failed) and restart a declared service (C(services) of the node) that is
         stopped or failed, not one that is masked or not installed. V(unit_failed) the same for any other failed unit.
@@ -167,6 +175,7 @@ EXAMPLES = r"""
   adelie.fleet.health_sweep:
     nodes: "{{ fleet_model.nodes.values() | list }}"
     project: "{{ fleet_model.project }}"
+    backend: "{{ fleet_model.backend.name }}"
     ssh_key: ~/.ssh/adelie_fleet_ed25519
     report_dir: /var/lib/adelie-fleet/health
     textfile_dir: /var/lib/prometheus/node-exporter
@@ -249,12 +258,17 @@ project:
   description: The LXD project swept.
   returned: always
   type: str
+backend:
+  description: The daemon asked (O(backend)).
+  returned: always
+  type: str
+  sample: lxd
 check_mode:
   description: Whether the sweep ran in check mode (repairs only planned).
   returned: always
   type: bool
 fleet_findings:
-  description: Findings about the fleet as a whole (LXD did not answer).
+  description: Findings about the fleet as a whole (the daemon did not answer).
   returned: always
   type: list
   elements: dict
@@ -264,6 +278,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.adelie.fleet.plugins.module_utils import health, health_report
+from ansible_collections.adelie.fleet.plugins.module_utils.backend import BACKENDS, DEFAULT_BACKEND
 
 
 def main():
@@ -271,6 +286,7 @@ def main():
         argument_spec=dict(
             nodes=dict(type="list", elements="dict", required=True),
             project=dict(type="str", default="default"),
+            backend=dict(type="str", choices=list(BACKENDS), default=DEFAULT_BACKEND),
             lxd=dict(type="bool", default=True),
             ssh_key=dict(type="path", no_log=False),
             ssh_user=dict(type="str", default="root"),
@@ -302,7 +318,7 @@ def main():
     if problems:
         module.fail_json(msg="; ".join(problems))
     options = {key: params[key] for key in (
-        "project", "lxd", "ssh_key", "ssh_user", "ssh_args", "connect_timeout", "timeout", "parallelism", "repair",
+        "project", "backend", "lxd", "ssh_key", "ssh_user", "ssh_args", "connect_timeout", "timeout", "parallelism", "repair",
         "repair_timeout", "start_wait", "settle", "verify_timeout", "compose_project", "jwt_key", "jwt_min_length", "disk_threshold",
         "memory_threshold", "previous_repairs")}
     options["check_mode"] = module.check_mode
@@ -321,7 +337,7 @@ def main():
     # The reports are the sweep's output, like a log: only a repair changes the fleet.
     module.exit_json(
         changed=any(r.get("status") == "done" for r in result["repairs"]), webhook=health_report.webhook_payload(result),
-        files=files, time=result["time_iso"],
+        files=files, time=result["time_iso"], backend=params["backend"],
         **{key: result[key] for key in ("nodes", "findings", "repairs", "broken", "jwt_rotation_nodes", "counts", "summary",
                                         "seconds", "time_iso", "project", "check_mode", "fleet_findings")}
     )

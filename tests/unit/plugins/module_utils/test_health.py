@@ -19,6 +19,7 @@ import pytest
 import yaml
 from ansible_collections.adelie.fleet.plugins.module_utils import (
     health, health_findings, health_package, health_probe, health_repairs, health_report, health_transport, jwt_status)
+from ansible_collections.adelie.fleet.plugins.module_utils.backend import BACKENDS
 
 ROOT = Path(__file__).resolve().parents[4]
 FIXTURES = Path(__file__).parent / "fixtures" / "health"
@@ -536,10 +537,21 @@ def test_check_mode_plans_and_runs_nothing():
     assert any('"action": "unfreeze"' in r["action"] and "dev-yj99son" in r["action"] for r in result["repairs"])
 
 
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_planned_container_actions_name_the_backends_client(backend):
+    lxd = FakeLxd(statuses(**{"dev-yj99son": "Frozen"}))
+    result = health.Sweep(fleet_nodes(), {"repair": ["container_stopped"], "check_mode": True, "backend": backend},
+                          transport=FakeFleet(broken_fleet()), lxd=lxd).run()
+    shown = next(r["action"] for r in result["repairs"] if r["node"] == "dev-yj99son")
+    assert shown.startswith(BACKENDS[backend]["cli"] + " query -X PUT --wait ")
+    assert shown.endswith("/1.0/instances/dev-yj99son/state?project=default")
+
+
 def test_lxd_failure_is_a_finding_not_a_crash():
     class BrokenLxd(FakeLxd):
         def instances(self):
-            raise RuntimeError("Error: Get \"http://unix.socket/1.0\": dial unix /var/lib/lxd/unix.socket: connect: no such file")
+            raise RuntimeError("Error: Get \"http://unix.socket/1.0\": dial unix %s: connect: no such file"
+                               % BACKENDS["lxd"]["socket"])
 
         def disk_usage(self):
             raise RuntimeError("no LXD")
@@ -561,7 +573,8 @@ def test_previous_repairs_appear_in_the_final_report():
     assert "dev-hj: jwt_default .env: done" in result["summary"]
 
 
-def test_lxd_host_queries(monkeypatch):
+@pytest.mark.parametrize("backend, cli", [("lxd", BACKENDS["lxd"]["cli"]), ("incus", "incus")])
+def test_lxd_host_queries(backend, cli):
     calls = []
 
     def runner(argv, timeout, stdin=None):
@@ -571,11 +584,16 @@ def test_lxd_host_queries(monkeypatch):
                                   {"name": "dev-yj99son", "state": None}]), ""
         return 0, fixture("lxd_instances.json"), ""
 
-    lxd = health_transport.LxdHost(dict(health.DEFAULTS, project="fleet-test"), runner=runner)
+    lxd = health_transport.LxdHost(dict(health.DEFAULTS, project="fleet-test", backend=backend), runner=runner)
     assert lxd.instances() == {"dev-hj": "Running", "dev-yj99son": "Stopped", "dev-jjjh02": "Frozen",
                                "deploy-test": "Running"}
     assert lxd.disk_usage() == {"dev-hj": 123}
-    assert calls[0] == ["lxc", "query", "/1.0/instances?recursion=1&project=fleet-test"]
+    assert calls[0] == [cli, "query", "/1.0/instances?recursion=1&project=fleet-test"]
+    # The default is LXD's client, as before the backend map.
+    assert health_transport.LxdHost(dict(health.DEFAULTS, project="p"), runner=runner).cli == BACKENDS["lxd"]["cli"]
+    assert lxd.action("dev-hj", "start") == (True, "")
+    assert calls[-1][:6] == [cli, "query", "-X", "PUT", "--wait", "-d"]
+    assert calls[-1][7] == "/1.0/instances/dev-hj/state?project=fleet-test"
 
 
 def test_ssh_transport_command_line():

@@ -67,6 +67,7 @@ class Fleet:
 
 class Lxd:
     def __init__(self, options):
+        self.options = options
         self.actions = []
         Fleet.instances["lxd"] = self
 
@@ -131,6 +132,15 @@ def test_report_only_by_default(capsys):
     result, _code = run_module(capsys, nodes=NODES)
     assert result["repairs"] == [] and result["changed"] is False
     assert all(command == health_package.probe_command() for _node, command in Fleet.instances["transport"].commands)
+
+
+def test_the_backend_reaches_the_sweep(capsys):
+    result, _code = run_module(capsys, nodes=NODES)
+    assert result["backend"] == "lxd" and Fleet.instances["lxd"].options["backend"] == "lxd"
+    result, _code = run_module(capsys, nodes=NODES, backend="incus")
+    assert result["backend"] == "incus" and Fleet.instances["lxd"].options["backend"] == "incus"
+    result, code = run_module(capsys, nodes=NODES, backend="docker")
+    assert code == 1 and "backend" in result["msg"]
 
 
 def test_bad_arguments(capsys):
