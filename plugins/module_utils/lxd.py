@@ -8,6 +8,7 @@ from __future__ import annotations
 import traceback
 
 from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.adelie.fleet.plugins.module_utils.backend import backend
 
 __metaclass__ = type
 
@@ -33,11 +34,12 @@ LXD_COMMON_ARGS = dict(
 
 
 def lxd_client(module):
-    """A pylxd client for the module's project, over the local unix socket (or the given one)."""
+    """A pylxd client for the module's project, over the given unix socket (callers pass the model's,
+    fleet_model.backend.socket), else the default backend's of module_utils/backend.py."""
     if pylxd is None:
         module.fail_json(msg=missing_required_lib("pylxd"), exception=PYLXD_IMPORT_ERROR)
     try:
-        return pylxd.Client(endpoint=module.params.get("socket"), project=module.params["project"])
+        return pylxd.Client(endpoint=module.params.get("socket") or backend()["socket"], project=module.params["project"])
     except Exception as error:  # pylxd raises several kinds when the daemon is unreachable
         module.fail_json(msg="cannot reach LXD: %s" % error)
 

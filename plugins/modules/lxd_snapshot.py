@@ -35,7 +35,9 @@ options:
     type: str
     default: default
   socket:
-    description: LXD unix socket; the default one when not set.
+    description:
+      - The daemon's unix socket, C(fleet_model.backend.socket) for the fleet's LXD host.
+      - Not set, LXD's (the default backend's socket in C(module_utils/backend.py)).
     type: path
   prefix:
     description: Name prefix of the snapshots this module manages.
@@ -56,6 +58,7 @@ EXAMPLES = r"""
 - name: Snapshot a node before offboarding it, keeping the last three
   adelie.fleet.lxd_snapshot:
     name: dev-alice
+    socket: "{{ fleet_model.backend.socket }}"
     keep: 3
 """
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import types
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from ansible_collections.adelie.fleet.plugins.module_utils import lxd
+from ansible_collections.adelie.fleet.plugins.module_utils.backend import BACKENDS, DEFAULT_BACKEND
 from ansible_collections.adelie.fleet.plugins.modules import lxd_snapshot
 
 
@@ -80,3 +83,24 @@ def test_pruned_state_takes_no_snapshot(capsys, instance):
 def test_negative_keep_fails(capsys, instance):
     result = run(capsys, keep=-1)
     assert result["failed"] is True and "keep must be 0 or more" in result["msg"]
+
+
+class FakeModule:
+    def __init__(self, **params):
+        self.params = dict(project="fleet-test", **params)
+
+
+@pytest.mark.parametrize("given, expected", [
+    (None, BACKENDS[DEFAULT_BACKEND]["socket"]),
+    ("/var/lib/incus/unix.socket", "/var/lib/incus/unix.socket"),
+])
+def test_the_client_takes_the_given_socket_else_the_default_backends(monkeypatch, given, expected):
+    made = []
+
+    class Client:
+        def __init__(self, **kwargs):
+            made.append(kwargs)
+
+    monkeypatch.setattr(lxd, "pylxd", types.SimpleNamespace(Client=Client))
+    lxd.lxd_client(FakeModule(socket=given))
+    assert made == [{"endpoint": expected, "project": "fleet-test"}]
