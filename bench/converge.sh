@@ -22,7 +22,7 @@ image=$(ansible -i "$INVENTORY" localhost -m ansible.builtin.debug -a var=fleet_
 nodes=$(ansible -i "$INVENTORY" fleet --list-hosts | tail -n +2)
 
 delete_containers() {
-    for node in $nodes; do lxc delete --force --project "$project" "$node" 2>/dev/null || true; done
+    for node in $nodes; do "$CLI" delete --force --project "$project" "$node" 2>/dev/null || true; done
 }
 
 quietly "host.yml before the bench" "${PLAY[@]}" playbooks/host.yml
@@ -39,7 +39,7 @@ timed "node layer idempotent re-run" "${PLAY[@]}" playbooks/nodes.yml
 bench/apt_floor.sh layer
 
 delete_containers
-lxc image delete "$image" 2>/dev/null || true
+"$CLI" image delete "$image" 2>/dev/null || true
 rm -rf /var/cache/adelie-fleet/images
 timed "lab cold converge, image not cached" "${PLAY[@]}" playbooks/host.yml playbooks/fleet.yml
 
@@ -94,7 +94,7 @@ while time.monotonic() - start < 120:
     time.sleep(0.2)
 print("%-60s %7.1f s   (goal: scrape interval 15 s + 5 s)" % ("onboarding end -> new node's target up", time.monotonic() - start))
 PY
-lxc delete --force --project "$project" dev-benchnew
+"$CLI" delete --force --project "$project" dev-benchnew
 rm -f "$newbie"
 
 # The JWT incident on every dev node: a default secret, then one fleet-wide rotation.
@@ -107,6 +107,6 @@ fi
 timed "plan.yml on the production inventory" ansible-playbook -i inventories/production playbooks/plan.yml
 
 # The node layer's transport: 2,000 commands over the lab's nodes in parallel, SSH (what the
-# playbooks use) beside LXD's REST exec with recorded output and `lxc exec` (what they used
-# before): both lose outputs here, `lxc exec` also hangs.
-python bench/transport.py -i "$INVENTORY" --via ssh ansible rest lxc --commands 2000 --timeout 30
+# playbooks use) beside LXD's REST exec with recorded output and the client's exec (what they used
+# before): both lose outputs here, the client's exec also hangs.
+python bench/transport.py -i "$INVENTORY" --via ssh ansible rest cli --commands 2000 --timeout 30

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Health sweep timing: the old shell loop (bench/health_loop.sh, `lxc exec` per node, sequential)
+# Health sweep timing: the old shell loop (bench/health_loop.sh, the client's exec per node, sequential)
 # beside the sweep (bench/health_sweep.py, process start included), over the first N nodes.
 #   bench/health.sh [N...]          e.g. bench/health.sh 8 32   (default: every node)
 #   INVENTORY=inventories/lab NODES_JSON=build/health-nodes.json REPEAT=3
@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 INVENTORY=${INVENTORY:-inventories/lab}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 NODES_JSON=${NODES_JSON:-build/health-nodes.json}
 REPEAT=${REPEAT:-3}
 PY=${PY:-.venv/bin/python}

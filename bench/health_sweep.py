@@ -23,6 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "build", "collections"))
 
 from ansible_collections.adelie.fleet.plugins.module_utils import health, health_report  # noqa: E402
+from fleet_backend import inventory_hostvars  # noqa: E402
 
 # The nightly role's templates of the pages for people (health.md, health.html).
 REPORT_TEMPLATES = os.path.join(ROOT, "roles", "nightly", "templates", "var", "lib", "adelie-fleet", "health")
@@ -40,28 +41,21 @@ def write_pages(result, report_dir):
 
 def nodes_from_inventory(inventory):
     """The fleet model's nodes of ``inventory``, as playbooks/model.yml builds them (no capacity check)."""
-    from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
-    from ansible.vars.hostvars import HostVars
-    from ansible.vars.manager import VariableManager
     from ansible_collections.adelie.fleet.plugins.module_utils.fleet import (
         FleetError, inventory_options, model_from_inventory)
 
-    loader = DataLoader()
-    manager = InventoryManager(loader=loader, sources=[inventory])
-    # Ansible's own hostvars (templated on access), as the fleet_model action gets them.
-    hostvars = HostVars(inventory=manager, variable_manager=VariableManager(loader=loader, inventory=manager),
-                        loader=loader)
-    groups = manager.get_groups_dict()
+    hostvars, groups = inventory_hostvars(inventory)
     fleet = groups.get("fleet", [])
     if not fleet:
         raise SystemExit("%s: no hosts in group fleet" % inventory)
     node = hostvars[fleet[0]]
+    # The model's options as model.yml's task reads them, from the LXD host (fleet_backend is its group's).
+    host = hostvars[(groups.get("lxd_hosts") or fleet)[0]]
     try:
-        model = model_from_inventory(hostvars, groups, inventory_options(node))
+        model = model_from_inventory(hostvars, groups, inventory_options(host))
     except FleetError as error:
         raise SystemExit("%s: %s" % (inventory, error)) from None
-    return {"project": model["project"], "ssh_key": node.get("fleet_ssh_key_file"),
+    return {"project": model["project"], "backend": model["backend"]["name"], "ssh_key": node.get("fleet_ssh_key_file"),
             "nodes": sorted(model["nodes"].values(), key=lambda n: n["name"])}
 
 
@@ -81,12 +75,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("-i", "--inventory", help="build the nodes from this inventory's fleet model")
-    source.add_argument("--nodes", help="JSON: a list of model nodes, or {project, ssh_key, nodes}")
-    parser.add_argument("--write-nodes", help="save the nodes (with project and key) to this JSON file")
+    source.add_argument("--nodes", help="JSON: a list of model nodes, or {project, backend, ssh_key, nodes}")
+    parser.add_argument("--write-nodes", help="save the nodes (with project, backend and key) to this JSON file")
     parser.add_argument("--no-sweep", action="store_true", help="only build and save the nodes (--write-nodes)")
     parser.add_argument("--project", help="LXD project (default: from the nodes file or the inventory)")
     parser.add_argument("--key", help="SSH private key (default: from the nodes file or the inventory)")
-    parser.add_argument("--no-lxd", action="store_true", help="do not ask LXD (probe every node over SSH)")
+    parser.add_argument("--no-lxd", action="store_true", help="do not ask the daemon (probe every node over SSH)")
     parser.add_argument("--limit", help="comma-separated node names")
     parser.add_argument("--repair", default="", help="comma-separated repair kinds (%s)" % ", ".join(health.REPAIR_KINDS))
     parser.add_argument("--check", action="store_true", help="plan repairs, run none, write nothing")
@@ -110,6 +104,8 @@ def main(argv=None):
         nodes = [n for n in nodes if n["name"] in wanted]
     options = {
         "project": args.project or data.get("project") or "default",
+        # The model's (a nodes file without it: the default, LXD).
+        "backend": data.get("backend"),
         "ssh_key": args.key or data.get("ssh_key"),
         "lxd": not args.no_lxd, "repair": [k for k in args.repair.split(",") if k],
         "check_mode": args.check, "parallelism": args.parallelism, "timeout": args.timeout,

@@ -1,10 +1,16 @@
 # shellcheck shell=bash
-# What the bench scripts share (sourced from the checkout's root): timed runs, and the figures file
-# that bench/summary.py reads at the end of `make bench`.
+# What the bench scripts share (sourced from the checkout's root): the daemon's client, timed runs,
+# and the figures file that bench/summary.py reads at the end of `make bench`.
 
 # The checkout's venv first, also when the script is run on its own (not through make bench).
 export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_NOCOLOR=1
+
+# The fleet daemon's client command (LXD's or Incus'): INVENTORY's fleet_backend (default: the lab's,
+# which honours FLEET_BACKEND) through the backend map (bench/fleet_backend.py). Exported once: the
+# scripts a bench script runs (and the loops it times) do not look it up again.
+CLI=${CLI:-$(python bench/fleet_backend.py -i "${INVENTORY:-inventories/lab}" cli)}
+export CLI
 
 # One figure a line: KEY VALUE [CHANGED]. VALUE is seconds, FAILED, or a word (default_strategy);
 # CHANGED is the recap's changed count, "-" when the command is not a playbook. bench/converge.sh

@@ -5,11 +5,10 @@
 #   bench/sweep_scale.sh            (needs the converged lab: make up)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The checkout's venv first, also when the script is run on its own (not through make bench).
-export PATH="$PWD/.venv/bin:$PATH"
-export ANSIBLE_NOCOLOR=1
 PY=${PY:-.venv/bin/python}
 INVENTORY=${INVENTORY:-inventories/lab}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 work=$(mktemp -d)
 extra="$work/light.yml"
 vars="$work/vars.json"
@@ -34,7 +33,7 @@ print(json.dumps({"fleet_roles": roles, "fleet_capacity": capacity}))' >"$vars"
 
 cleanup() {
     project=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("project", "default"))' "$nodes_json" 2>/dev/null || echo default)
-    for i in $(seq -w 0 $((LIGHT - 1))); do lxc delete --force --project "$project" "bench-light$i" >/dev/null 2>&1 || true; done
+    for i in $(seq -w 0 $((LIGHT - 1))); do "$CLI" delete --force --project "$project" "bench-light$i" >/dev/null 2>&1 || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT

@@ -6,12 +6,14 @@ Prints one line per transport: commands, lost, hangs, seconds, commands per seco
 
 Transports (--via):
   ssh   ssh root@<fleet_ipv4> echo <marker>   (multiplexed: one ControlMaster per node)
-  lxc   lxc exec <node> -- echo <marker>      (LXD's exec, output streamed over a websocket)
-  rest  POST /1.0/instances/<node>/exec on LXD's unix socket, record-output, read back the log file
+  cli   <cli> exec <node> -- echo <marker>    (the daemon's client, LXD's or Incus': output streamed over a websocket)
+  rest  POST /1.0/instances/<node>/exec on the daemon's unix socket, record-output, read back the log file
   ansible  ansible.builtin.command echo <marker> as a loop in one play, under ansible.cfg's strategy
         (Mitogen's, or linear with pipelining): the transport the playbooks themselves run modules over
 
-  python bench/transport.py -i inventories/lab --via ssh lxc rest --commands 2000
+The daemon's client and socket are the inventory's backend's (bench/fleet_backend.py).
+
+  python bench/transport.py -i inventories/lab --via ssh cli rest --commands 2000
   python bench/transport.py -i tests/integration/inventory --via ssh --json   (the integration test)
 """
 
@@ -30,31 +32,35 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from fleet_backend import inventory_backend
+
 SSH_OPTIONS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10", "-o", "ControlMaster=auto",
                "-o", "ControlPath=/tmp/adelie-fleet-cp/bench-%C", "-o", "ControlPersist=60"]
-LXD_SOCKET = "/var/lib/lxd/unix.socket"
 
 
 def fleet_nodes(inventory):
-    """{node: {"ipv4", "project", "key"}} of the inventory's fleet group, from ansible-inventory."""
+    """{node: {"ipv4", "project", "key", "cli", "socket"}} of the inventory's fleet group, from ansible-inventory
+    (cli and socket: its daemon's, bench/fleet_backend.py)."""
     binary = os.path.join(os.path.dirname(sys.executable), "ansible-inventory")
     data = json.loads(subprocess.run([binary, "-i", inventory, "--list"], capture_output=True, text=True,
                                      check=True).stdout)
+    daemon = inventory_backend(inventory)
     hostvars = data["_meta"]["hostvars"]
     nodes = {}
     for group in data.get("fleet", {}).get("children", []):
         for name in data.get(group, {}).get("hosts", []):
             host = hostvars[name]
             nodes[name] = {"ipv4": host["fleet_ipv4"], "project": host.get("fleet_project", "default"),
-                           "key": os.path.expanduser(host.get("fleet_ssh_key_file", "~/.ssh/adelie_fleet_ed25519"))}
+                           "key": os.path.expanduser(host.get("fleet_ssh_key_file", "~/.ssh/adelie_fleet_ed25519")),
+                           "cli": daemon["cli"], "socket": daemon["socket"]}
     return nodes
 
 
 def command_for(via, name, node, marker):
     if via == "ssh":
         return ["ssh", *SSH_OPTIONS, "-i", node["key"], "root@" + node["ipv4"], "echo", marker]
-    return ["lxc", "exec", "--project", node["project"], name, "--", "echo", marker]
+    return [node["cli"], "exec", "--project", node["project"], name, "--", "echo", marker]
 
 
 class LXDError(Exception):
@@ -62,15 +68,16 @@ class LXDError(Exception):
 
 
 class LXDConnection(http.client.HTTPConnection):
-    """HTTP to LXD's REST API over its unix socket; the timeout bounds every socket operation."""
+    """HTTP to the daemon's REST API over its unix socket; the timeout bounds every socket operation."""
 
-    def __init__(self, timeout):
+    def __init__(self, socket_path, timeout):
         super().__init__("lxd", timeout=timeout)
+        self.socket_path = socket_path
 
     def connect(self):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(self.timeout)
-        self.sock.connect(LXD_SOCKET)
+        self.sock.connect(self.socket_path)
 
     def call(self, method, path, project, body=None):
         """The answer's body (raw for a log file, the JSON's metadata otherwise); LXDError on an error."""
@@ -101,7 +108,7 @@ def delete_logs(lxd, name, project, operation):
 def rest_exec(lxd, name, project, marker, timeout):
     """(exit status, stdout) of `echo marker` through LXD's REST API; TimeoutError past the timeout.
 
-    A candidate to replace `lxc exec`: the output is recorded by LXD in log files, not streamed over
+    A candidate to replace the client's exec: the output is recorded by LXD in log files, not streamed over
     a websocket. The exec is an async operation: wait for it, read its stdout log, delete its logs.
     """
     deadline = time.monotonic() + timeout
@@ -131,7 +138,7 @@ def rest_exec(lxd, name, project, marker, timeout):
 def run_node(via, name, node, count, timeout):
     lost = hangs = 0
     # one connection per worker; the socket timeout (a margin over LXD's own wait) stops a stuck request
-    lxd = LXDConnection(timeout + 5) if via == "rest" else None
+    lxd = LXDConnection(node["socket"], timeout + 5) if via == "rest" else None
     for index in range(count):
         marker = "adelie-%s-%d" % (name, index)
         try:
@@ -216,7 +223,7 @@ def stress(via, nodes, commands, timeout, inventory=None):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-i", "--inventory", default="inventories/lab")
-    parser.add_argument("--via", nargs="+", choices=("ssh", "lxc", "rest", "ansible"), default=["ssh", "lxc"])
+    parser.add_argument("--via", nargs="+", choices=("ssh", "cli", "rest", "ansible"), default=["ssh", "cli"])
     parser.add_argument("--commands", type=int, default=2000)
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds before a command counts as hung")
     parser.add_argument("--json", action="store_true", help="one JSON object per transport")
