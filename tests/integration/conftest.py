@@ -3,6 +3,10 @@
 `lab` converges tests/integration/inventory with site.yml (host, image, containers, node layer)
 and removes the project's containers, profiles and the project afterwards, also on failure.
 FLEET_TEST_KEEP=1 keeps the fleet for debugging.
+
+Each Fleet talks to its own daemon (its inventory's fleet_backend): Fleet.cli is that daemon's client
+command from the backend map (module_utils/backend.py, carried by the fleet model), and Fleet.client and
+Fleet.client_json run it, so that a fleet on another daemon is one more inventory for the fixture.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import functools
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import threading
 import time
@@ -29,7 +34,6 @@ INVENTORY = Path(__file__).resolve().parent / "inventory"
 # alertmanager_discord_webhook_url and nightly_webhook_url point there).
 GATEWAY = "10.10.10.1"
 RECEIVER_PORT = 18099
-PROJECT = "fleet-test"
 # Seconds before a test's command that never answers fails the test (never a hang of the suite).
 EXEC_TIMEOUT = 300
 # The tests reach the nodes as the playbooks do: SSH over the bridge as root with the controller's
@@ -54,36 +58,9 @@ def eventually(read, wanted, timeout=30, interval=1):
     return value
 
 
-def lxc(*args, check=True):
-    return subprocess.run(["lxc", *args], capture_output=True, text=True, check=check)
-
-
-def lxc_json(path, project=PROJECT):
-    sep = "&" if "?" in path else "?"
-    proc = lxc("query", "%s%sproject=%s" % (path, sep, project), check=False)
-    return json.loads(proc.stdout) if proc.returncode == 0 else None
-
-
 def _name(url):
     """The last path element of an API URL such as /1.0/instances/ft-dev1?project=fleet-test."""
     return url.split("?", 1)[0].rsplit("/", 1)[-1]
-
-
-def remove_project(project=PROJECT):
-    """Delete everything the tests made in their project, then the project."""
-    if lxc("project", "show", project, check=False).returncode != 0:
-        return
-    for url in lxc_json("/1.0/instances", project) or []:
-        lxc("delete", "--force", "--project", project, _name(url), check=False)
-    for url in lxc_json("/1.0/profiles", project) or []:
-        name = _name(url)
-        if name != "default":
-            lxc("profile", "delete", "--project", project, name, check=False)
-    # Custom volumes (the backups'): LXD 5.0 deletes a project without them but leaves their subvolume.
-    for pool in (_name(url) for url in lxc_json("/1.0/storage-pools", project) or []):
-        for url in lxc_json("/1.0/storage-pools/%s/volumes/custom" % pool, project) or []:
-            lxc("storage", "volume", "delete", pool, _name(url), "--project", project, check=False)
-    lxc("project", "delete", project, check=False)
 
 
 def _ansible(inventory, pattern, module, args=""):
@@ -94,29 +71,65 @@ def _ansible(inventory, pattern, module, args=""):
 
 
 @functools.lru_cache(maxsize=None)
-def inventory_nodes(inventory):
-    """The inventory's nodes as the fleet model sees them, each with `fixture`: whether the lab's
-    fixture app runs there, and `key`: the controller's SSH key. Read from the inventory alone (no
-    LXD), so tests can be generated per node. The model is playbooks/model.yml's: without arguments,
-    adelie.fleet.fleet_model reads the inventory's variables as model.yml has it do (minus the host's size)."""
-    model = _ansible(inventory, "localhost", "adelie.fleet.fleet_model")
-    nodes = model["localhost"]["fleet"]["nodes"]
+def inventory_model(inventory):
+    """The inventory's fleet model (its nodes, project, backend, ...), its nodes each with `fixture`:
+    whether the lab's fixture app runs there, and `key`: the controller's SSH key. Read from the
+    inventory alone (no LXD), so tests can be generated per node. The model is playbooks/model.yml's:
+    without arguments, adelie.fleet.fleet_model reads the inventory's variables as model.yml has it do
+    (minus the host's size)."""
+    model = _ansible(inventory, "localhost", "adelie.fleet.fleet_model")["localhost"]["fleet"]
+    nodes = model["nodes"]
     settings = _ansible(inventory, "fleet", "ansible.builtin.debug",
                         "msg={{ {'roles': lab_fixture_app_node_roles | default([]), 'key': fleet_ssh_key_file} }}")
     for name, node in nodes.items():
         node["fixture"] = node["docker"] and node["role"] in settings[name]["msg"]["roles"]
         node["key"] = os.path.expanduser(settings[name]["msg"]["key"])
-    return nodes
+    return model
+
+
+def inventory_nodes(inventory):
+    """The nodes of inventory_model."""
+    return inventory_model(inventory)["nodes"]
 
 
 class Fleet:
-    """A fleet of an inventory, reached by SSH at the nodes' addresses."""
+    """A fleet of an inventory, reached by SSH at the nodes' addresses and through its daemon's client."""
 
     def __init__(self, inventory=INVENTORY, project=None):
         self.inventory = Path(inventory)
-        self.nodes = inventory_nodes(str(self.inventory))
+        model = inventory_model(str(self.inventory))
+        self.nodes = model["nodes"]
         # The fleet's LXD project: the model's (every node carries it).
         self.project = project or next(iter(self.nodes.values()))["project"]
+        # Its daemon's client command: the model's entry of the backend map.
+        self.cli = model["backend"]["cli"]
+
+    def client(self, *args, check=True):
+        """The daemon's client with args (e.g. "stop", "--force", "--project", project, node)."""
+        return subprocess.run([self.cli, *args], capture_output=True, text=True, check=check)
+
+    def client_json(self, path, project=None):
+        """The REST API's answer at path in project (default: the fleet's), or None when it is an error."""
+        sep = "&" if "?" in path else "?"
+        proc = self.client("query", "%s%sproject=%s" % (path, sep, project or self.project), check=False)
+        return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+    def remove_project(self):
+        """Delete everything the tests made in the fleet's project, then the project."""
+        project = self.project
+        if self.client("project", "show", project, check=False).returncode != 0:
+            return
+        for url in self.client_json("/1.0/instances") or []:
+            self.client("delete", "--force", "--project", project, _name(url), check=False)
+        for url in self.client_json("/1.0/profiles") or []:
+            name = _name(url)
+            if name != "default":
+                self.client("profile", "delete", "--project", project, name, check=False)
+        # Custom volumes (the backups'): LXD 5.0 deletes a project without them but leaves their subvolume.
+        for pool in (_name(url) for url in self.client_json("/1.0/storage-pools") or []):
+            for url in self.client_json("/1.0/storage-pools/%s/volumes/custom" % pool) or []:
+                self.client("storage", "volume", "delete", pool, _name(url), "--project", project, check=False)
+        self.client("project", "delete", project, check=False)
 
     def playbook(self, playbook, *args, **kwargs):
         kwargs.setdefault("inventory", self.inventory)
@@ -138,7 +151,7 @@ class Fleet:
         return proc
 
     def config(self, node):
-        return lxc_json("/1.0/instances/%s" % node, self.project)
+        return self.client_json("/1.0/instances/%s" % node)
 
     def host(self, node):
         """The node as a testinfra host (its ssh backend)."""
@@ -172,30 +185,32 @@ class Fleet:
 
     def disk_used(self, node):
         """The container's root-disk use as LXD reports it (its btrfs quota group)."""
-        return int(lxc_json("/1.0/instances/%s/state" % node, self.project)["disk"]["root"]["usage"])
+        return int(self.client_json("/1.0/instances/%s/state" % node)["disk"]["root"]["usage"])
 
     def address(self, node):
         """The node's address: from the inventory, or for a node a test added (onboarding), from LXD."""
         if node in self.nodes:
             return self.nodes[node]["ipv4"]
-        state = lxc_json("/1.0/instances/%s/state" % node, self.project) or {}
+        state = self.client_json("/1.0/instances/%s/state" % node) or {}
         addresses = state.get("network", {}).get("eth0", {}).get("addresses", [])
         return next(a["address"] for a in addresses if a["family"] == "inet")
 
 
 @pytest.fixture(scope="session")
 def lab():
+    # The inventory alone (no daemon needed): a fleet on another daemon is another inventory here.
+    fleet = Fleet(INVENTORY)
     try:
-        # On a bare machine the first converge installs LXD itself: nothing to clean before it.
+        # On a bare machine the first converge installs the daemon itself: nothing to clean before it.
         # A fleet kept by FLEET_TEST_KEEP=1 is converged again instead of rebuilt.
-        if Path("/usr/bin/lxc").exists() and not os.environ.get("FLEET_TEST_KEEP"):
-            remove_project()
-        result = run_playbook("site.yml")
+        if shutil.which(fleet.cli) and not os.environ.get("FLEET_TEST_KEEP"):
+            fleet.remove_project()
+        result = fleet.playbook("site.yml")
         assert result.rc == 0, str(result)
-        yield Fleet()
+        yield fleet
     finally:
         if not os.environ.get("FLEET_TEST_KEEP"):
-            remove_project()
+            fleet.remove_project()
 
 
 class WebhookHandler(BaseHTTPRequestHandler):

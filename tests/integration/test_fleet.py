@@ -8,14 +8,13 @@ import time
 
 import pytest
 import yaml
-from conftest import lxc_json
 
 pytestmark = pytest.mark.integration
 
 
 def test_every_node_runs_with_its_address(lab):
     for name, node in lab.nodes.items():
-        state = lxc_json("/1.0/instances/%s/state" % name)
+        state = lab.client_json("/1.0/instances/%s/state" % name)
         assert state["status"] == "Running", name
         addresses = [a["address"] for a in state["network"]["eth0"]["addresses"] if a["family"] == "inet"]
         assert addresses == [node["ipv4"]], name
@@ -97,14 +96,14 @@ BAD_INVENTORIES = {
                                "fleet_host.cpus"),
     "non-numeric fleet_capacity": ("ft-bad", "deploy", NEW_NODE, {"fleet_capacity": {"cpu_overcommit": "lots"}},
                                    "fleet_capacity.cpu_overcommit"),
-    "unknown daemon": ("ft-bad", "deploy", NEW_NODE, {"fleet_backend": "lxc"}, "fleet_backend"),
+    "unknown daemon": ("ft-bad", "deploy", NEW_NODE, {"fleet_backend": "LXD"}, "fleet_backend"),
 }
 
 
 def host_state(lab):
     """What a run could change on the host: LXD's objects, the installed packages, a node's limits."""
     paths = ("/1.0/instances", "/1.0/profiles", "/1.0/networks", "/1.0/storage-pools", "/1.0/projects", "/1.0/images")
-    lxd = {(path, project): lxc_json(path, project) for path in paths for project in ("default", lab.project)}
+    lxd = {(path, project): lab.client_json(path, project) for path in paths for project in ("default", lab.project)}
     packages = subprocess.run(["dpkg-query", "--show"], capture_output=True, text=True, check=True).stdout
     return {"lxd": lxd, "packages": packages, "ft-deploy": lab.config("ft-deploy")["config"]}
 

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import eventually, lxc, lxc_json
+from conftest import eventually
 from playbook_run import REPO
 
 REPORT_DIR = Path("/var/lib/adelie-fleet/health")
@@ -54,7 +54,7 @@ def faults(lab, nodes):
     app, dev = lab.nodes[nodes["app"]]["app_dir"], lab.nodes[nodes["dev"]]["app_dir"]
     quota = lab.nodes[nodes["dev"]]["disk_bytes"]
     used = lab.disk_used(nodes["dev"])
-    lxc("stop", "--force", "--project", lab.project, nodes["stopped"])
+    lab.client("stop", "--force", "--project", lab.project, nodes["stopped"])
     lab.exec(nodes["infra"], "systemctl stop docker.socket docker", check=True)
     lab.exec(nodes["app"], "cd %s && sed -i 's/^JWT_SECRET=.*/JWT_SECRET=changeme/' .env && "
              "docker-compose up -d --force-recreate backend-api && docker-compose rm -sf frontend && "
@@ -69,7 +69,7 @@ def faults(lab, nodes):
     yield nodes
     lab.exec(nodes["dev"], "rm -f /root/fill /etc/systemd/system/fleet-test-fail.service /run/fleet-test-ok; "
              "systemctl reset-failed; git -c safe.directory='*' -C %s checkout -- README.md" % dev)
-    lxc("start", "--project", lab.project, nodes["stopped"], check=False)
+    lab.client("start", "--project", lab.project, nodes["stopped"], check=False)
 
 
 def test_report_only_finds_every_fault_and_changes_nothing(lab, faults):
@@ -82,8 +82,8 @@ def test_report_only_finds_every_fault_and_changes_nothing(lab, faults):
     assert {"service_down", "unit_failed", "git_dirty", "disk_high"} <= kinds(data, faults["dev"])
     assert kinds(data, faults["app"], "repairs") == set() and not any(n["repairs"] for n in data["nodes"])
     # Nothing changed.
-    assert lab.config(faults["stopped"]) and lxc_json("/1.0/instances/%s/state" % faults["stopped"],
-                                                      lab.project)["status"] == "Stopped"
+    assert lab.config(faults["stopped"])
+    assert lab.client_json("/1.0/instances/%s/state" % faults["stopped"])["status"] == "Stopped"
     assert lab.exec(faults["infra"], "systemctl is-active docker").stdout.strip() != "active"
     assert lab.exec(faults["app"], "docker image inspect fleet/frontend:local").returncode != 0
     assert "JWT_SECRET=changeme" in lab.exec(faults["app"], "cat %s/.env" % lab.nodes[faults["app"]]["app_dir"]).stdout
@@ -105,7 +105,7 @@ def test_repair_fixes_what_is_safe_and_reports_the_rest(lab, faults, receiver):
     broken = {(n["node"], f["kind"]) for n in data["nodes"] for f in n["broken"]}
     assert broken == {(faults["dev"], "disk_high")}, broken
     # The real state: every repair holds.
-    state = lxc_json("/1.0/instances/%s/state" % faults["stopped"], lab.project)
+    state = lab.client_json("/1.0/instances/%s/state" % faults["stopped"])
     assert state["status"] == "Running"
     assert lab.exec(faults["infra"], "systemctl is-active docker").stdout.strip() == "active"
     app_dir = lab.nodes[faults["app"]]["app_dir"]
@@ -167,7 +167,7 @@ def health_of(lab, node, container):
 def hard_faults(lab, nodes):
     """A frozen container, Redis stopped by hand, backend-api's httpd hung (SIGSTOP: unhealthy until
     restarted), and node-exporter's executable gone (its restart can never hold)."""
-    lxc("pause", "--project", lab.project, nodes["stopped"])
+    lab.client("pause", "--project", lab.project, nodes["stopped"])
     lab.exec(nodes["infra"], "systemctl stop redis-server", check=True)
     lab.exec(nodes["app"], "kill -STOP $(docker top fleet-app_backend-api_1 -o pid,comm | awk '$2 == \"httpd\" {print $1}')",
              check=True)
@@ -179,7 +179,7 @@ def hard_faults(lab, nodes):
     yield nodes
     lab.exec(nodes["dev"], "test -e %s.away && mv %s.away %s; systemctl reset-failed prometheus-node-exporter; "
              "systemctl restart prometheus-node-exporter" % (EXPORTER, EXPORTER, EXPORTER))
-    lxc("start", "--project", lab.project, nodes["stopped"], check=False)  # resumes a frozen container
+    lab.client("start", "--project", lab.project, nodes["stopped"], check=False)  # resumes a frozen container
     lab.exec(nodes["infra"], "systemctl start redis-server")
 
 
@@ -198,7 +198,7 @@ def test_repairs_are_judged_from_outside_and_one_that_cannot_hold_fails_the_run(
     assert states[hard_faults["dev"]] == "broken" and states[hard_faults["stopped"]] == "repaired", states
     assert {n["node"] for n in data["nodes"] if n["broken"]} == {hard_faults["dev"]}, data["summary"]
     # What holds is checked here, from outside the sweep: LXD's state, the unit, the port, Docker.
-    assert lxc_json("/1.0/instances/%s/state" % hard_faults["stopped"], lab.project)["status"] == "Running"
+    assert lab.client_json("/1.0/instances/%s/state" % hard_faults["stopped"])["status"] == "Running"
     assert lab.exec(hard_faults["stopped"], "true").returncode == 0
     assert unit_state(lab, hard_faults["infra"], "redis-server") == "active"
     with socket.create_connection((lab.address(hard_faults["infra"]), 6379), timeout=5):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 import yaml
-from conftest import eventually, lxc, lxc_json
+from conftest import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -19,14 +19,14 @@ def extra_inventory(tmp_path, role, hosts):
     return str(path)
 
 
-def init_pid(node):
-    return lxc_json("/1.0/instances/%s/state" % node)["pid"]
+def init_pid(lab, node):
+    return lab.client_json("/1.0/instances/%s/state" % node)["pid"]
 
 
 def test_resize_in_place_keeps_data_and_does_not_restart(lab, tmp_path):
     node = "ft-dev1"
     lab.exec(node, "echo before-resize > /root/keep.txt", check=True)
-    pid = init_pid(node)
+    pid = init_pid(lab, node)
     bigger = extra_inventory(tmp_path, "dev", {node: {"fleet_memory": "1536MiB"}})
     try:
         result = lab.playbook("playbooks/fleet.yml", "-i", bigger)
@@ -34,7 +34,7 @@ def test_resize_in_place_keeps_data_and_does_not_restart(lab, tmp_path):
         assert "limits.memory is 1GiB, the inventory says 1536MiB" in result.out
         assert lab.exec(node, "grep MemTotal /proc/meminfo").stdout.split()[1] == str(1536 * 1024)
         assert lab.exec(node, "cat /root/keep.txt").stdout == "before-resize\n"
-        assert init_pid(node) == pid, "the container was restarted"
+        assert init_pid(lab, node) == pid, "the container was restarted"
     finally:
         back = lab.playbook("playbooks/fleet.yml")
         assert back.rc == 0, str(back)
@@ -43,15 +43,15 @@ def test_resize_in_place_keeps_data_and_does_not_restart(lab, tmp_path):
 
 def test_drift_made_by_hand_is_reverted_reported_and_snapshotted(lab):
     node = "ft-dev2"  # dev_ai: 2 CPUs
-    snapshots_before = lxc_json("/1.0/instances/%s/snapshots" % node)
-    lxc("config", "set", "--project", lab.project, node, "limits.cpu", "1")
+    snapshots_before = lab.client_json("/1.0/instances/%s/snapshots" % node)
+    lab.client("config", "set", "--project", lab.project, node, "limits.cpu", "1")
     assert lab.config(node)["config"]["limits.cpu"] == "1"
     result = lab.playbook("playbooks/fleet.yml")
     assert result.rc == 0, str(result)
     assert "%s drifted from the inventory, applied in place: limits.cpu is 1, the inventory says 2" % node in result.out
     assert result.changed_hosts().keys() == {node}
     assert lab.config(node)["config"]["limits.cpu"] == "2"
-    snapshots = lxc_json("/1.0/instances/%s/snapshots" % node)
+    snapshots = lab.client_json("/1.0/instances/%s/snapshots" % node)
     assert len(snapshots) == len(snapshots_before) + 1
     assert snapshots[-1].rsplit("/", 1)[-1].startswith("fleet-")
 
@@ -104,7 +104,7 @@ def test_onboard_offboard_restore(lab, tmp_path, newcomer_key):
         offboard = lab.playbook("playbooks/offboard.yml", "-i", newcomer, "-e", "member=" + login,
                                 "-e", "fleet_export_dir=%s" % exports)
         assert offboard.rc == 0, str(offboard)
-        assert lxc_json("/1.0/instances/%s" % node) is None
+        assert lab.client_json("/1.0/instances/%s" % node) is None
         tarballs = sorted(exports.glob("%s-*.tar.zst" % node))
         assert len(tarballs) == 1 and tarballs[0].stat().st_size > 1024 * 1024
         # Nobody is paged about a node offboarded on purpose: its target and quotas left with the run.
@@ -121,4 +121,4 @@ def test_onboard_offboard_restore(lab, tmp_path, newcomer_key):
         again = lab.playbook("playbooks/restore.yml", "-i", newcomer, "-e", "export=%s" % tarballs[0])
         assert again.rc != 0 and "restore never overwrites" in again.out
     finally:
-        lxc("delete", "--force", "--project", lab.project, node, check=False)
+        lab.client("delete", "--force", "--project", lab.project, node, check=False)
