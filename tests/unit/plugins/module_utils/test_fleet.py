@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.adelie.fleet.plugins.module_utils.backend import backend
 from ansible_collections.adelie.fleet.plugins.module_utils.fleet import (
     FleetError, build_model, capacity, capacity_table, format_size, inventory_options, model_from_inventory,
     parse_size)
@@ -443,7 +444,7 @@ def test_global_facts_from_the_options():
 @pytest.mark.parametrize("kwargs, expected", [
     ({"project": "my project"}, "fleet_project 'my project' is not a valid name"),
     ({"project": ""}, "fleet_project '' is not a valid name"),
-    ({"backend": "lxc"}, "fleet_backend 'lxc' must be one of lxd, incus"),
+    ({"backend": "LXD"}, "fleet_backend 'LXD' must be one of lxd, incus"),
     ({"backend": None}, "fleet_backend None must be one of lxd, incus"),
     ({"backend": ["lxd"]}, "fleet_backend ['lxd'] must be one of lxd, incus"),
     ({"environments": ["stagin"], "roles": LAB_ROLES},
@@ -459,7 +460,7 @@ def test_bad_global_facts_are_refused(kwargs, expected):
 
 def test_the_model_carries_its_backends_map_entry():
     """The roles take the CLI, socket and paths from the model: LXD unless the inventory says incus."""
-    assert build_model(fleet(), ROLES, NETWORK, POOLS)["backend"]["cli"] == "lxc"
+    assert build_model(fleet(), ROLES, NETWORK, POOLS)["backend"] == backend("lxd")
     incus = build_model(fleet(), ROLES, NETWORK, POOLS, backend="incus")["backend"]
     assert (incus["cli"], incus["socket"], incus["admin_group"]) == ("incus", "/var/lib/incus/unix.socket", "incus-admin")
 
