@@ -3,10 +3,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The two daemons a fleet can run on, LXD and Incus, and everything that differs between them.
 
-One map, read once into the fleet model (fleet_model.backend): the roles on the LXD host take the CLI,
-socket and paths from there. The playbooks, modules, bench scripts and tests are to follow (issue 17),
-so that no other file names `lxc` or /var/lib/lxd. Both serve the same /1.0 REST
-API (Incus dropped /1.0/containers: use /1.0/instances), projects, profiles and clustering model.
+One map, read once into the fleet model (fleet_model.backend): the roles, playbooks and modules take the
+CLI, socket and paths from there, bench/fleet_backend.py and the integration tests from the model too; no
+other file names either daemon's command or paths (tests/unit/test_no_daemon_literals.py). Both serve the
+same /1.0 REST API (Incus dropped /1.0/containers: use /1.0/instances), projects, profiles and clustering
+model. Incus's `query` prints nothing for an empty list where LXD prints []: readers take both.
 
 Debian's packages (checked on this machine, 2026-12-04): LXD 5.0.2 in Debian 12 (security fixes until
 June 2027; Debian 13 is expected to be the last release with it); Incus 6.0 LTS in bookworm-backports

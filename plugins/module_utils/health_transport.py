@@ -104,7 +104,8 @@ class LxdHost:
 
     def instances(self):
         """name -> status ("Running", "Stopped", "Frozen", ...)."""
-        return {item["name"]: item.get("status") for item in self._query("/1.0/instances?recursion=1")}
+        # Incus prints nothing for an empty list (LXD prints []).
+        return {item["name"]: item.get("status") for item in self._query("/1.0/instances?recursion=1") or []}
 
     def status(self, name):
         """The container's status now, or None when LXD cannot say."""
@@ -116,7 +117,7 @@ class LxdHost:
     def disk_usage(self):
         """name -> bytes used on the root disk (LXD's state: the quota group, what the quota limits)."""
         usage = {}
-        for item in self._query("/1.0/instances?recursion=2"):
+        for item in self._query("/1.0/instances?recursion=2") or []:
             root = ((item.get("state") or {}).get("disk") or {}).get("root") or {}
             if "usage" in root:
                 usage[item["name"]] = int(root["usage"])

@@ -112,7 +112,8 @@ class Fleet:
         """The REST API's answer at path in project (default: the fleet's), or None when it is an error."""
         sep = "&" if "?" in path else "?"
         proc = self.client("query", "%s%sproject=%s" % (path, sep, project or self.project), check=False)
-        return json.loads(proc.stdout) if proc.returncode == 0 else None
+        # Incus prints nothing for an empty list (LXD prints []).
+        return json.loads(proc.stdout or "[]") if proc.returncode == 0 else None
 
     def remove_project(self):
         """Delete everything the tests made in the fleet's project, then the project."""

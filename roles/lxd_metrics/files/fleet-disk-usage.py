@@ -4,7 +4,7 @@ The daemon's (LXD's or Incus's) /1.0/metrics reports the storage pool's size and
 (so does `df` inside one); the container's own use is in its state (the btrfs quota group), which
 is what its root-disk `size` quota limits. Every INTERVAL seconds this writes
 adelie_fleet_disk_used_bytes{project, node, role} for the instances of the given projects, read with
-the daemon's client CLI (lxc or incus).
+the daemon's client CLI (LXD's or Incus's).
 
 Usage: python3 fleet-disk-usage.py OUTPUT INTERVAL CLI PROJECT... [--daemon PIDFILE]
 --daemon: detach and keep running; exits at once (printing nothing) when the same command already
