@@ -1,14 +1,14 @@
-"""A real LXD fleet for the integration tests, made once per session in its own LXD project.
+"""Real fleets for the integration tests, each made once per session in its own project.
 
-`lab` converges tests/integration/inventory with site.yml (host, image, containers, node layer)
-and removes the project's containers, profiles and the project afterwards, also on failure.
-FLEET_TEST_KEEP=1 keeps the fleet for debugging.
+`lab` converges tests/integration/inventory with site.yml (host, image, containers, node layer) on the
+lab's daemon; `other_lab` converges tests/integration/inventory_other, a smaller fleet, on the other
+daemon (Incus beside an LXD lab); `each_lab` runs a core test on both. Each fixture removes its project's
+containers, profiles and the project afterwards, also on failure. FLEET_TEST_KEEP=1 keeps the fleets.
 
 Each Fleet talks to its own daemon (its inventory's fleet_backend): Fleet.cli is that daemon's client
 command from the backend map (module_utils/backend.py, carried by the fleet model), and Fleet.client and
-Fleet.client_json run it, so that a fleet on another daemon is one more inventory for the fixture.
+Fleet.client_json run it.
 """
-
 from __future__ import annotations
 
 import functools
@@ -30,6 +30,9 @@ import testinfra
 from playbook_run import BIN, REPO
 
 INVENTORY = Path(__file__).resolve().parent / "inventory"
+# The second test fleet, on the daemon the lab does not run (Incus beside an LXD lab): the core tests
+# run on both (each_lab).
+INVENTORY_OTHER = Path(__file__).resolve().parent / "inventory_other"
 # The LXD host's bridge address, where the webhook stand-in listens (the test inventory's
 # alertmanager_discord_webhook_url and nightly_webhook_url point there).
 GATEWAY = "10.10.10.1"
@@ -132,6 +135,11 @@ class Fleet:
                 self.client("storage", "volume", "delete", pool, _name(url), "--project", project, check=False)
         self.client("project", "delete", project, check=False)
 
+    def first(self, role=None, cpu=0):
+        """The first node (by name) of a role, or with at least cpu CPUs: tests pick theirs by kind."""
+        return next(name for name, node in sorted(self.nodes.items())
+                    if role in (None, node["role"]) and node["cpu"] >= cpu)
+
     def playbook(self, playbook, *args, **kwargs):
         kwargs.setdefault("inventory", self.inventory)
         return run_playbook(playbook, *args, **kwargs)
@@ -197,10 +205,10 @@ class Fleet:
         return next(a["address"] for a in addresses if a["family"] == "inet")
 
 
-@pytest.fixture(scope="session")
-def lab():
-    # The inventory alone (no daemon needed): a fleet on another daemon is another inventory here.
-    fleet = Fleet(INVENTORY)
+def converged(inventory):
+    """The fleet of an inventory converged by site.yml; its project removed afterwards, also on failure."""
+    # The inventory alone (no daemon needed) names the fleet's daemon and project.
+    fleet = Fleet(inventory)
     try:
         # On a bare machine the first converge installs the daemon itself: nothing to clean before it.
         # A fleet kept by FLEET_TEST_KEEP=1 is converged again instead of rebuilt.
@@ -212,6 +220,23 @@ def lab():
     finally:
         if not os.environ.get("FLEET_TEST_KEEP"):
             fleet.remove_project()
+
+
+@pytest.fixture(scope="session")
+def lab():
+    yield from converged(INVENTORY)
+
+
+@pytest.fixture(scope="session")
+def other_lab(lab):
+    """After the lab: the host's shared services (apt cache, fixture repository) listen on its bridge."""
+    yield from converged(INVENTORY_OTHER)
+
+
+@pytest.fixture(scope="session", params=["lab", "other_lab"], ids=["lab_daemon", "other_daemon"])
+def each_lab(request):
+    """The core tests' fleet: the lab's daemon's, then the other daemon's (one run covers LXD and Incus)."""
+    return request.getfixturevalue(request.param)
 
 
 class WebhookHandler(BaseHTTPRequestHandler):

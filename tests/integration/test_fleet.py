@@ -12,18 +12,18 @@ import yaml
 pytestmark = pytest.mark.integration
 
 
-def test_every_node_runs_with_its_address(lab):
-    for name, node in lab.nodes.items():
-        state = lab.client_json("/1.0/instances/%s/state" % name)
+def test_every_node_runs_with_its_address(each_lab):
+    for name, node in each_lab.nodes.items():
+        state = each_lab.client_json("/1.0/instances/%s/state" % name)
         assert state["status"] == "Running", name
         addresses = [a["address"] for a in state["network"]["eth0"]["addresses"] if a["family"] == "inet"]
         assert addresses == [node["ipv4"]], name
 
 
-def test_cpu_and_memory_limits_seen_from_inside(lab):
-    for name, node in lab.nodes.items():
-        assert lab.exec(name, "nproc").stdout.strip() == str(node["cpu"]), name
-        meminfo = lab.exec(name, "grep MemTotal /proc/meminfo").stdout.split()
+def test_cpu_and_memory_limits_seen_from_inside(each_lab):
+    for name, node in each_lab.nodes.items():
+        assert each_lab.exec(name, "nproc").stdout.strip() == str(node["cpu"]), name
+        meminfo = each_lab.exec(name, "grep MemTotal /proc/meminfo").stdout.split()
         assert int(meminfo[1]) * 1024 == node["memory_bytes"], name
 
 
@@ -33,35 +33,35 @@ def test_node_override_beats_role_quota(lab):
     assert lab.config("ft-dev2")["config"]["limits.memory"] == "768MiB"
 
 
-def test_write_past_disk_quota_fails(lab):
-    name = "ft-dev1"
-    quota = lab.nodes[name]["disk_bytes"]
-    write = lab.exec(name, "dd if=/dev/zero of=/var/tmp/fill bs=1M count=%d conv=fsync 2>&1" % (quota // 2**20 + 256))
+def test_write_past_disk_quota_fails(each_lab):
+    name = each_lab.first("dev")
+    quota = each_lab.nodes[name]["disk_bytes"]
+    write = each_lab.exec(name, "dd if=/dev/zero of=/var/tmp/fill bs=1M count=%d conv=fsync 2>&1" % (quota // 2**20 + 256))
     try:
         assert write.returncode != 0, write.stdout
         assert "quota" in write.stdout.lower() or "no space" in write.stdout.lower(), write.stdout
     finally:
-        lab.exec(name, "rm -f /var/tmp/fill; sync")
+        each_lab.exec(name, "rm -f /var/tmp/fill; sync")
         # btrfs gives the space back to the quota group asynchronously: wait for it, or the
         # next run on this node finds its disk still full.
         deadline = time.monotonic() + 120
-        while lab.disk_used(name) > quota * 0.8:
+        while each_lab.disk_used(name) > quota * 0.8:
             assert time.monotonic() < deadline, "the quota group never gave the space back"
-            lab.exec(name, "sync")
+            each_lab.exec(name, "sync")
             time.sleep(2)
     # And the node is still usable after the failed write.
-    assert lab.exec(name, "echo ok > /var/tmp/after && cat /var/tmp/after").stdout.strip() == "ok"
+    assert each_lab.exec(name, "echo ok > /var/tmp/after && cat /var/tmp/after").stdout.strip() == "ok"
 
 
-def test_second_run_changes_nothing(lab):
-    again = lab.playbook("site.yml")
+def test_second_run_changes_nothing(each_lab):
+    again = each_lab.playbook("site.yml")
     assert again.rc == 0, str(again)
-    assert set(again.recap) >= set(lab.nodes) | {"localhost"}
+    assert set(again.recap) >= set(each_lab.nodes) | {"localhost"}
     assert again.changed_hosts() == {}, str(again)
 
 
-def test_check_mode_on_converged_fleet_changes_nothing(lab):
-    check = lab.playbook("site.yml", "--check", "--diff")
+def test_check_mode_on_converged_fleet_changes_nothing(each_lab):
+    check = each_lab.playbook("site.yml", "--check", "--diff")
     assert check.rc == 0, str(check)
     assert check.changed_hosts() == {}, str(check)
 
@@ -132,12 +132,3 @@ def test_bad_inventory_is_refused_before_any_change(lab, tmp_path, case):
     assert "PLAY [Prepare the LXD host" not in result.out, str(result)
     assert host_state(lab) == before
 
-
-def test_a_daemon_the_host_role_cannot_install_yet_is_refused_before_any_change(lab):
-    """fleet_backend: incus passes the model (module_utils/backend.py knows it), and lxd_host refuses it first."""
-    before = host_state(lab)
-    result = lab.playbook("site.yml", "-e", "fleet_backend=incus")
-    assert result.rc != 0
-    message = next(line for line in result.out.splitlines() if line.startswith("fatal:"))
-    assert "fleet_backend incus is not installed by this role yet" in message, str(result)
-    assert host_state(lab) == before

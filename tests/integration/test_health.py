@@ -1,4 +1,4 @@
-"""The nightly health/repair run against the test fleet, with real faults injected: a stopped
+"""The nightly health/repair run against each test fleet (both daemons), with real faults injected: a stopped
 container, dockerd stopped, backend-api on a default JWT secret, the frontend image deleted,
 node-exporter stopped, a failed systemd unit, a dirty checkout and a disk filled near its quota.
 Report only, then repair, then a run that finds the fleet healthy; the webhook stand-in gets the
@@ -38,42 +38,42 @@ def kinds(data, node, key="findings"):
     return {f["kind"] for f in entry[key]}
 
 
-def nightly(lab, *args):
-    return lab.playbook("playbooks/nightly.yml", *args)
+def nightly(each_lab, *args):
+    return each_lab.playbook("playbooks/nightly.yml", *args)
 
 
 @pytest.fixture(scope="module")
-def nodes(lab):
-    by_role = {node["role"]: name for name, node in sorted(lab.nodes.items(), reverse=True)}
+def nodes(each_lab):
+    by_role = {node["role"]: name for name, node in sorted(each_lab.nodes.items(), reverse=True)}
     return {"stopped": by_role["dev_ai"], "infra": by_role["infra"], "app": by_role["deploy"], "dev": by_role["dev"]}
 
 
 @pytest.fixture(scope="module")
-def faults(lab, nodes):
+def faults(each_lab, nodes):
     """Every fault of the issue, each on the node where it does not hide another."""
-    app, dev = lab.nodes[nodes["app"]]["app_dir"], lab.nodes[nodes["dev"]]["app_dir"]
-    quota = lab.nodes[nodes["dev"]]["disk_bytes"]
-    used = lab.disk_used(nodes["dev"])
-    lab.client("stop", "--force", "--project", lab.project, nodes["stopped"])
-    lab.exec(nodes["infra"], "systemctl stop docker.socket docker", check=True)
-    lab.exec(nodes["app"], "cd %s && sed -i 's/^JWT_SECRET=.*/JWT_SECRET=changeme/' .env && "
+    app, dev = each_lab.nodes[nodes["app"]]["app_dir"], each_lab.nodes[nodes["dev"]]["app_dir"]
+    quota = each_lab.nodes[nodes["dev"]]["disk_bytes"]
+    used = each_lab.disk_used(nodes["dev"])
+    each_lab.client("stop", "--force", "--project", each_lab.project, nodes["stopped"])
+    each_lab.exec(nodes["infra"], "systemctl stop docker.socket docker", check=True)
+    each_lab.exec(nodes["app"], "cd %s && sed -i 's/^JWT_SECRET=.*/JWT_SECRET=changeme/' .env && "
              "docker-compose up -d --force-recreate backend-api && docker-compose rm -sf frontend && "
              "docker rmi fleet/frontend:local" % app, check=True)
-    lab.exec(nodes["dev"], "systemctl stop prometheus-node-exporter", check=True)
-    lab.exec(nodes["dev"], "rm -f /run/fleet-test-ok; cat > /etc/systemd/system/fleet-test-fail.service <<'EOF'\n%sEOF\n"
+    each_lab.exec(nodes["dev"], "systemctl stop prometheus-node-exporter", check=True)
+    each_lab.exec(nodes["dev"], "rm -f /run/fleet-test-ok; cat > /etc/systemd/system/fleet-test-fail.service <<'EOF'\n%sEOF\n"
              "systemctl daemon-reload; systemctl start fleet-test-fail; touch /run/fleet-test-ok" % FAILING_UNIT)
-    lab.exec(nodes["dev"], "echo '# local change' >> %s/README.md" % dev, check=True)
-    lab.exec(nodes["dev"], "fallocate -l %d /root/fill && sync" % int(quota * 0.93 - used), check=True)
+    each_lab.exec(nodes["dev"], "echo '# local change' >> %s/README.md" % dev, check=True)
+    each_lab.exec(nodes["dev"], "fallocate -l %d /root/fill && sync" % int(quota * 0.93 - used), check=True)
     # btrfs counts the quota group at its next commit: wait until LXD sees it.
-    eventually(lambda: lab.disk_used(nodes["dev"]) > 0.9 * quota, True, timeout=60, interval=2)
+    eventually(lambda: each_lab.disk_used(nodes["dev"]) > 0.9 * quota, True, timeout=60, interval=2)
     yield nodes
-    lab.exec(nodes["dev"], "rm -f /root/fill /etc/systemd/system/fleet-test-fail.service /run/fleet-test-ok; "
+    each_lab.exec(nodes["dev"], "rm -f /root/fill /etc/systemd/system/fleet-test-fail.service /run/fleet-test-ok; "
              "systemctl reset-failed; git -c safe.directory='*' -C %s checkout -- README.md" % dev)
-    lab.client("start", "--project", lab.project, nodes["stopped"], check=False)
+    each_lab.client("start", "--project", each_lab.project, nodes["stopped"], check=False)
 
 
-def test_report_only_finds_every_fault_and_changes_nothing(lab, faults):
-    run = nightly(lab, "-e", '{"nightly_repair": []}')
+def test_report_only_finds_every_fault_and_changes_nothing(each_lab, faults):
+    run = nightly(each_lab, "-e", '{"nightly_repair": []}')
     assert run.rc != 0, "faults are left broken: the run must fail"
     data = report()
     assert "container_stopped" in kinds(data, faults["stopped"])
@@ -82,17 +82,17 @@ def test_report_only_finds_every_fault_and_changes_nothing(lab, faults):
     assert {"service_down", "unit_failed", "git_dirty", "disk_high"} <= kinds(data, faults["dev"])
     assert kinds(data, faults["app"], "repairs") == set() and not any(n["repairs"] for n in data["nodes"])
     # Nothing changed.
-    assert lab.config(faults["stopped"])
-    assert lab.client_json("/1.0/instances/%s/state" % faults["stopped"])["status"] == "Stopped"
-    assert lab.exec(faults["infra"], "systemctl is-active docker").stdout.strip() != "active"
-    assert lab.exec(faults["app"], "docker image inspect fleet/frontend:local").returncode != 0
-    assert "JWT_SECRET=changeme" in lab.exec(faults["app"], "cat %s/.env" % lab.nodes[faults["app"]]["app_dir"]).stdout
-    assert lab.exec(faults["dev"], "systemctl is-active prometheus-node-exporter").stdout.strip() != "active"
-    assert lab.exec(faults["dev"], "systemctl is-failed fleet-test-fail").stdout.strip() == "failed"
+    assert each_lab.config(faults["stopped"])
+    assert each_lab.client_json("/1.0/instances/%s/state" % faults["stopped"])["status"] == "Stopped"
+    assert each_lab.exec(faults["infra"], "systemctl is-active docker").stdout.strip() != "active"
+    assert each_lab.exec(faults["app"], "docker image inspect fleet/frontend:local").returncode != 0
+    assert "JWT_SECRET=changeme" in each_lab.exec(faults["app"], "cat %s/.env" % each_lab.nodes[faults["app"]]["app_dir"]).stdout
+    assert each_lab.exec(faults["dev"], "systemctl is-active prometheus-node-exporter").stdout.strip() != "active"
+    assert each_lab.exec(faults["dev"], "systemctl is-failed fleet-test-fail").stdout.strip() == "failed"
 
 
-def test_repair_fixes_what_is_safe_and_reports_the_rest(lab, faults, receiver):
-    run = nightly(lab)
+def test_repair_fixes_what_is_safe_and_reports_the_rest(each_lab, faults, receiver):
+    run = nightly(each_lab)
     # The disk filled near its quota is reported, never cleaned up: the run still fails.
     assert run.rc != 0, str(run)
     data = report()
@@ -105,33 +105,33 @@ def test_repair_fixes_what_is_safe_and_reports_the_rest(lab, faults, receiver):
     broken = {(n["node"], f["kind"]) for n in data["nodes"] for f in n["broken"]}
     assert broken == {(faults["dev"], "disk_high")}, broken
     # The real state: every repair holds.
-    state = lab.client_json("/1.0/instances/%s/state" % faults["stopped"])
+    state = each_lab.client_json("/1.0/instances/%s/state" % faults["stopped"])
     assert state["status"] == "Running"
-    assert lab.exec(faults["infra"], "systemctl is-active docker").stdout.strip() == "active"
-    app_dir = lab.nodes[faults["app"]]["app_dir"]
-    assert "JWT_SECRET=changeme" not in lab.exec(faults["app"], "cat %s/.env" % app_dir).stdout
-    assert eventually(lambda: lab.exec(faults["app"], "docker ps --filter health=healthy --format '{{.Names}}'")
+    assert each_lab.exec(faults["infra"], "systemctl is-active docker").stdout.strip() == "active"
+    app_dir = each_lab.nodes[faults["app"]]["app_dir"]
+    assert "JWT_SECRET=changeme" not in each_lab.exec(faults["app"], "cat %s/.env" % app_dir).stdout
+    assert eventually(lambda: each_lab.exec(faults["app"], "docker ps --filter health=healthy --format '{{.Names}}'")
                       .stdout.count("backend-api"), 1, timeout=90, interval=3) == 1
-    assert "fleet-app_frontend_1" in lab.exec(faults["app"], "docker ps --format '{{.Names}}'").stdout
-    assert lab.exec(faults["dev"], "systemctl is-active prometheus-node-exporter").stdout.strip() == "active"
-    assert lab.exec(faults["dev"], "systemctl is-active fleet-test-fail").stdout.strip() == "active"
+    assert "fleet-app_frontend_1" in each_lab.exec(faults["app"], "docker ps --format '{{.Names}}'").stdout
+    assert each_lab.exec(faults["dev"], "systemctl is-active prometheus-node-exporter").stdout.strip() == "active"
+    assert each_lab.exec(faults["dev"], "systemctl is-active fleet-test-fail").stdout.strip() == "active"
     # Nothing destructive: the dirty checkout and the big file are still there.
-    dev_dir = lab.nodes[faults["dev"]]["app_dir"]
-    assert "# local change" in lab.exec(faults["dev"], "cat %s/README.md" % dev_dir).stdout
-    assert lab.exec(faults["dev"], "test -f /root/fill").returncode == 0
+    dev_dir = each_lab.nodes[faults["dev"]]["app_dir"]
+    assert "# local change" in each_lab.exec(faults["dev"], "cat %s/README.md" % dev_dir).stdout
+    assert each_lab.exec(faults["dev"], "test -f /root/fill").returncode == 0
     # The summary reached the webhook stand-in.
     posts = [p for p in receiver.posts if p[1] == "/nightly"]
     assert posts and faults["dev"] in json.dumps(posts[-1][2]) and "disk" in json.dumps(posts[-1][2]).lower()
 
 
-def test_html_report_renders_in_a_headless_browser(lab, faults):
+def test_html_report_renders_in_a_headless_browser(each_lab, faults):
     browser = shutil.which("chromium-headless-shell") or shutil.which("chromium")
     assert browser, "chromium-headless-shell is installed by `make test-deps`"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = "file://%s" % (REPORT_DIR / "health.html")
     base = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,1024"]
     dom = subprocess.run(base + ["--dump-dom", page], capture_output=True, text=True, timeout=120, check=True).stdout
-    for name in lab.nodes:
+    for name in each_lab.nodes:
         assert name in dom
     assert "<table" in dom and "disk_high" in dom
     shot = ARTIFACTS / "health-report.png"
@@ -139,13 +139,13 @@ def test_html_report_renders_in_a_headless_browser(lab, faults):
     assert shot.stat().st_size > 10_000
 
 
-def test_after_cleanup_the_next_run_finds_the_fleet_healthy(lab, faults):
-    dev_dir = lab.nodes[faults["dev"]]["app_dir"]
-    lab.exec(faults["dev"], "rm -f /root/fill && sync; git -c safe.directory='*' -C %s checkout -- README.md" % dev_dir,
+def test_after_cleanup_the_next_run_finds_the_fleet_healthy(each_lab, faults):
+    dev_dir = each_lab.nodes[faults["dev"]]["app_dir"]
+    each_lab.exec(faults["dev"], "rm -f /root/fill && sync; git -c safe.directory='*' -C %s checkout -- README.md" % dev_dir,
              check=True)
-    quota = lab.nodes[faults["dev"]]["disk_bytes"]
-    assert eventually(lambda: lab.disk_used(faults["dev"]) < 0.8 * quota, True, timeout=60, interval=2)
-    run = nightly(lab)
+    quota = each_lab.nodes[faults["dev"]]["disk_bytes"]
+    assert eventually(lambda: each_lab.disk_used(faults["dev"]) < 0.8 * quota, True, timeout=60, interval=2)
+    run = nightly(each_lab)
     assert run.rc == 0, str(run)
     data = report()
     assert not any(n["broken"] for n in data["nodes"]), data["summary"]
@@ -155,36 +155,36 @@ def test_after_cleanup_the_next_run_finds_the_fleet_healthy(lab, faults):
 EXPORTER = "/usr/bin/prometheus-node-exporter"
 
 
-def unit_state(lab, node, unit):
-    return lab.exec(node, "systemctl is-active %s" % unit).stdout.strip()
+def unit_state(each_lab, node, unit):
+    return each_lab.exec(node, "systemctl is-active %s" % unit).stdout.strip()
 
 
-def health_of(lab, node, container):
-    return lab.exec(node, "docker inspect -f '{{.State.Health.Status}}' %s" % container).stdout.strip()
+def health_of(each_lab, node, container):
+    return each_lab.exec(node, "docker inspect -f '{{.State.Health.Status}}' %s" % container).stdout.strip()
 
 
 @pytest.fixture(scope="module")
-def hard_faults(lab, nodes):
+def hard_faults(each_lab, nodes):
     """A frozen container, Redis stopped by hand, backend-api's httpd hung (SIGSTOP: unhealthy until
     restarted), and node-exporter's executable gone (its restart can never hold)."""
-    lab.client("pause", "--project", lab.project, nodes["stopped"])
-    lab.exec(nodes["infra"], "systemctl stop redis-server", check=True)
-    lab.exec(nodes["app"], "kill -STOP $(docker top fleet-app_backend-api_1 -o pid,comm | awk '$2 == \"httpd\" {print $1}')",
+    each_lab.client("pause", "--project", each_lab.project, nodes["stopped"])
+    each_lab.exec(nodes["infra"], "systemctl stop redis-server", check=True)
+    each_lab.exec(nodes["app"], "kill -STOP $(docker top fleet-app_backend-api_1 -o pid,comm | awk '$2 == \"httpd\" {print $1}')",
              check=True)
-    lab.exec(nodes["dev"], "mv %s %s.away && systemctl restart prometheus-node-exporter; true" % (EXPORTER, EXPORTER),
+    each_lab.exec(nodes["dev"], "mv %s %s.away && systemctl restart prometheus-node-exporter; true" % (EXPORTER, EXPORTER),
              check=True)
     # Docker marks the container unhealthy after two failed checks (5 s apart, 5 s timeout each).
-    assert eventually(lambda: health_of(lab, nodes["app"], "fleet-app_backend-api_1"), "unhealthy",
+    assert eventually(lambda: health_of(each_lab, nodes["app"], "fleet-app_backend-api_1"), "unhealthy",
                       timeout=90, interval=3) == "unhealthy"
     yield nodes
-    lab.exec(nodes["dev"], "test -e %s.away && mv %s.away %s; systemctl reset-failed prometheus-node-exporter; "
+    each_lab.exec(nodes["dev"], "test -e %s.away && mv %s.away %s; systemctl reset-failed prometheus-node-exporter; "
              "systemctl restart prometheus-node-exporter" % (EXPORTER, EXPORTER, EXPORTER))
-    lab.client("start", "--project", lab.project, nodes["stopped"], check=False)  # resumes a frozen container
-    lab.exec(nodes["infra"], "systemctl start redis-server")
+    each_lab.client("start", "--project", each_lab.project, nodes["stopped"], check=False)  # resumes a frozen container
+    each_lab.exec(nodes["infra"], "systemctl start redis-server")
 
 
-def test_repairs_are_judged_from_outside_and_one_that_cannot_hold_fails_the_run(lab, hard_faults):
-    run = nightly(lab)
+def test_repairs_are_judged_from_outside_and_one_that_cannot_hold_fails_the_run(each_lab, hard_faults):
+    run = nightly(each_lab)
     assert run.rc != 0, "node-exporter cannot run without its executable: the run must fail"
     data = report()
     records = {(n["node"], r["kind"]): r for n in data["nodes"] for r in n["repairs"]}
@@ -198,14 +198,14 @@ def test_repairs_are_judged_from_outside_and_one_that_cannot_hold_fails_the_run(
     assert states[hard_faults["dev"]] == "broken" and states[hard_faults["stopped"]] == "repaired", states
     assert {n["node"] for n in data["nodes"] if n["broken"]} == {hard_faults["dev"]}, data["summary"]
     # What holds is checked here, from outside the sweep: LXD's state, the unit, the port, Docker.
-    assert lab.client_json("/1.0/instances/%s/state" % hard_faults["stopped"])["status"] == "Running"
-    assert lab.exec(hard_faults["stopped"], "true").returncode == 0
-    assert unit_state(lab, hard_faults["infra"], "redis-server") == "active"
-    with socket.create_connection((lab.address(hard_faults["infra"]), 6379), timeout=5):
+    assert each_lab.client_json("/1.0/instances/%s/state" % hard_faults["stopped"])["status"] == "Running"
+    assert each_lab.exec(hard_faults["stopped"], "true").returncode == 0
+    assert unit_state(each_lab, hard_faults["infra"], "redis-server") == "active"
+    with socket.create_connection((each_lab.address(hard_faults["infra"]), 6379), timeout=5):
         pass
-    assert health_of(lab, hard_faults["app"], "fleet-app_backend-api_1") == "healthy"
+    assert health_of(each_lab, hard_faults["app"], "fleet-app_backend-api_1") == "healthy"
     # The repair that could not hold: the unit is still down, and the report says so in every format.
-    assert unit_state(lab, hard_faults["dev"], "prometheus-node-exporter") != "active"
+    assert unit_state(each_lab, hard_faults["dev"], "prometheus-node-exporter") != "active"
     assert "failed" in (REPORT_DIR / "health.md").read_text()
     assert 'adelie_fleet_health_repairs_failed{node="%s",role="dev"} 1' % hard_faults["dev"] in \
         Path("/var/lib/prometheus/node-exporter/adelie_fleet_health.prom").read_text()

@@ -10,7 +10,6 @@ from conftest import eventually
 
 pytestmark = pytest.mark.integration
 
-APP_NODES = {"ft-dev1": "/home/alice/app", "ft-dev2": "/home/bob/app"}
 HEALTH = ("docker inspect --format '{{.State.Health.Status}}' "
           "$(docker ps -q --filter label=com.docker.compose.project=fleet-app "
           "--filter label=com.docker.compose.service=backend-api)")
@@ -24,13 +23,18 @@ def wait_for(lab, node, status, timeout=60):
     return eventually(lambda: health(lab, node), status, timeout=timeout, interval=2)
 
 
+def app_nodes(lab):
+    """The teammates' nodes (dev, dev_ai) and their app checkouts: the fleet's JWT secrets."""
+    return {name: node["app_dir"] for name, node in sorted(lab.nodes.items()) if node["role"].startswith("dev")}
+
+
 def env_lines(lab, node):
-    return lab.exec(node, "cat %s/.env" % APP_NODES[node], check=True).stdout.splitlines()
+    return lab.exec(node, "cat %s/.env" % lab.nodes[node]["app_dir"], check=True).stdout.splitlines()
 
 
 def set_secret(lab, node, value):
     """Put a weak secret in place by hand, as the incident had it, and recreate the backend."""
-    app = APP_NODES[node]
+    app = lab.nodes[node]["app_dir"]
     lab.exec(node, "sed -i 's/^JWT_SECRET=.*/JWT_SECRET=%s/' %s/.env && cd %s && "
              "docker-compose -p fleet-app up -d --no-deps --force-recreate backend-api" % (value, app, app), check=True)
 
@@ -42,7 +46,7 @@ PUBLIC_KEYS = {"POSTGRES_DB", "POSTGRES_USER", "POSTGRES_HOST", "POSTGRES_PORT",
 
 def env_values(lab):
     """Every value of every app node's .env but the public names (long enough not to occur by chance)."""
-    return {line.split("=", 1)[1].strip().strip("'\"") for node in APP_NODES for line in env_lines(lab, node)
+    return {line.split("=", 1)[1].strip().strip("'\"") for node in app_nodes(lab) for line in env_lines(lab, node)
             if "=" in line and not line.lstrip().startswith("#")
             and line.split("=", 1)[0].strip() not in PUBLIC_KEYS} - {""}
 
@@ -51,10 +55,10 @@ def test_check_diff_shows_no_value_of_any_env(lab):
     """--check --diff of a rotation (which has a diff to show) and of the whole site (make check):
     key names at most, never a value of any .env, here a database password among them."""
     password = "hunter2-%d" % time.time_ns()
-    for node, app in APP_NODES.items():
+    for node, app in app_nodes(lab).items():
         lab.exec(node, "printf 'DB_URL=postgres://app:%s@10.10.10.210/app\\n' >> %s/.env" % (password, app),
                  check=True)
-    set_secret(lab, "ft-dev1", "changeme")
+    set_secret(lab, next(iter(app_nodes(lab))), "changeme")
     try:
         values = {value for value in env_values(lab) if len(value) >= 6}
         assert "changeme" in values and any(password in value for value in values)
@@ -66,12 +70,14 @@ def test_check_diff_shows_no_value_of_any_env(lab):
             assert not leaked, "values of .env in the output: %s" % leaked
         assert "JWT_SECRET" in rotation.out and "<redacted" in rotation.out, str(rotation)
     finally:
-        for node, app in APP_NODES.items():
+        for node, app in app_nodes(lab).items():
             lab.exec(node, "sed -i '/^DB_URL=postgres:\\/\\/app:hunter2-/d' %s/.env" % app)
 
 
-def test_default_secret_is_unhealthy_and_rotation_heals_it(lab):
-    weak = {"ft-dev1": "changeme", "ft-dev2": "short-but-unique-4711"}
+def test_default_secret_is_unhealthy_and_rotation_heals_it(each_lab):
+    lab = each_lab
+    first, second = app_nodes(lab)
+    weak = {first: "changeme", second: "short-but-unique-4711"}
     for node, value in weak.items():
         set_secret(lab, node, value)
     before = {node: [line for line in env_lines(lab, node) if not line.startswith("JWT_SECRET")] for node in weak}
@@ -82,9 +88,9 @@ def test_default_secret_is_unhealthy_and_rotation_heals_it(lab):
     result = lab.playbook("playbooks/rotate_jwt.yml", "-vvv")
     seconds = time.monotonic() - started
     assert result.rc == 0, str(result)
-    assert re.search(r"ft-dev1\s+default\s+rotated, backend-api healthy", result.out), str(result)
-    assert re.search(r"ft-dev2\s+too_short\s+rotated, backend-api healthy", result.out), str(result)
-    assert re.search(r"ft-infra\s+-\s+no /opt/fleet-app/.env", result.out), str(result)
+    assert re.search(r"%s\s+default\s+rotated, backend-api healthy" % first, result.out), str(result)
+    assert re.search(r"%s\s+too_short\s+rotated, backend-api healthy" % second, result.out), str(result)
+    assert re.search(r"%s\s+-\s+no /opt/fleet-app/.env" % lab.first("infra"), result.out), str(result)
 
     for node in weak:
         assert health(lab, node) == "healthy"
@@ -97,10 +103,10 @@ def test_default_secret_is_unhealthy_and_rotation_heals_it(lab):
         # Every other line is kept, in order; the rotation time is recorded beside the secret.
         assert [line for line in lines if not line.startswith("JWT_SECRET")] == before[node]
         assert len([line for line in lines if line.startswith("JWT_SECRET_ROTATED_AT=")]) == 1
-        assert lab.exec(node, "stat -c %%a %s/.env" % APP_NODES[node]).stdout.strip() == "600"
+        assert lab.exec(node, "stat -c %%a %s/.env" % lab.nodes[node]["app_dir"]).stdout.strip() == "600"
     print("fleet-wide rotation with recreate and health waits: %.1f s" % seconds)
 
     again = lab.playbook("playbooks/rotate_jwt.yml")
     assert again.rc == 0, str(again)
     assert again.changed_hosts() == {}
-    assert re.search(r"ft-dev1\s+ok\s+unchanged", again.out)
+    assert re.search(r"%s\s+ok\s+unchanged" % first, again.out)

@@ -23,35 +23,37 @@ def init_pid(lab, node):
     return lab.client_json("/1.0/instances/%s/state" % node)["pid"]
 
 
-def test_resize_in_place_keeps_data_and_does_not_restart(lab, tmp_path):
-    node = "ft-dev1"
-    lab.exec(node, "echo before-resize > /root/keep.txt", check=True)
-    pid = init_pid(lab, node)
+def test_resize_in_place_keeps_data_and_does_not_restart(each_lab, tmp_path):
+    node = each_lab.first("dev")
+    each_lab.exec(node, "echo before-resize > /root/keep.txt", check=True)
+    pid = init_pid(each_lab, node)
     bigger = extra_inventory(tmp_path, "dev", {node: {"fleet_memory": "1536MiB"}})
     try:
-        result = lab.playbook("playbooks/fleet.yml", "-i", bigger)
+        result = each_lab.playbook("playbooks/fleet.yml", "-i", bigger)
         assert result.rc == 0, str(result)
         assert "limits.memory is 1GiB, the inventory says 1536MiB" in result.out
-        assert lab.exec(node, "grep MemTotal /proc/meminfo").stdout.split()[1] == str(1536 * 1024)
-        assert lab.exec(node, "cat /root/keep.txt").stdout == "before-resize\n"
-        assert init_pid(lab, node) == pid, "the container was restarted"
+        assert each_lab.exec(node, "grep MemTotal /proc/meminfo").stdout.split()[1] == str(1536 * 1024)
+        assert each_lab.exec(node, "cat /root/keep.txt").stdout == "before-resize\n"
+        assert init_pid(each_lab, node) == pid, "the container was restarted"
     finally:
-        back = lab.playbook("playbooks/fleet.yml")
+        back = each_lab.playbook("playbooks/fleet.yml")
         assert back.rc == 0, str(back)
-    assert lab.exec(node, "grep MemTotal /proc/meminfo").stdout.split()[1] == str(1024 * 1024)
+    assert each_lab.exec(node, "grep MemTotal /proc/meminfo").stdout.split()[1] == str(1024 * 1024)
 
 
-def test_drift_made_by_hand_is_reverted_reported_and_snapshotted(lab):
-    node = "ft-dev2"  # dev_ai: 2 CPUs
-    snapshots_before = lab.client_json("/1.0/instances/%s/snapshots" % node)
-    lab.client("config", "set", "--project", lab.project, node, "limits.cpu", "1")
-    assert lab.config(node)["config"]["limits.cpu"] == "1"
-    result = lab.playbook("playbooks/fleet.yml")
+def test_drift_made_by_hand_is_reverted_reported_and_snapshotted(each_lab):
+    node = each_lab.first(cpu=2)
+    snapshots_before = each_lab.client_json("/1.0/instances/%s/snapshots" % node)
+    each_lab.client("config", "set", "--project", each_lab.project, node, "limits.cpu", "1")
+    assert each_lab.config(node)["config"]["limits.cpu"] == "1"
+    result = each_lab.playbook("playbooks/fleet.yml")
     assert result.rc == 0, str(result)
-    assert "%s drifted from the inventory, applied in place: limits.cpu is 1, the inventory says 2" % node in result.out
+    cpu = each_lab.nodes[node]["cpu"]
+    assert ("%s drifted from the inventory, applied in place: limits.cpu is 1, the inventory says %d" % (node, cpu)
+            in result.out), str(result)
     assert result.changed_hosts().keys() == {node}
-    assert lab.config(node)["config"]["limits.cpu"] == "2"
-    snapshots = lab.client_json("/1.0/instances/%s/snapshots" % node)
+    assert each_lab.config(node)["config"]["limits.cpu"] == str(cpu)
+    snapshots = each_lab.client_json("/1.0/instances/%s/snapshots" % node)
     assert len(snapshots) == len(snapshots_before) + 1
     assert snapshots[-1].rsplit("/", 1)[-1].startswith("fleet-")
 
@@ -63,62 +65,64 @@ def newcomer_key(tmp_path):
     return key
 
 
-def test_onboard_offboard_restore(lab, tmp_path, newcomer_key):
-    node, login, address = "ft-dev3", "dave", "10.10.10.233"
+def test_onboard_offboard_restore(each_lab, tmp_path, newcomer_key):
+    # A third dev node beside the fleet's: ft-dev3 at .233 in the lab's test fleet.
+    first = each_lab.first("dev")
+    node, login, address = first[:-1] + "3", "dave", each_lab.nodes[first]["ipv4"].rsplit(".", 1)[0] + ".233"
     public_key = newcomer_key.with_suffix(".pub").read_text().strip()
     newcomer = extra_inventory(tmp_path, "dev", {node: {"fleet_ipv4": address, "fleet_member": {
         "login": login, "name": "Dave Newcomer", "email": "dave@adelie.invalid", "ssh_key": public_key}}})
     exports = tmp_path / "exports"
     try:
         started = 'process_start_time_seconds{job="prometheus"}'
-        assert eventually(lambda: len(lab.query(started)), 1, timeout=2 * 15 + 5) == 1  # scraped itself once
-        prometheus_started = lab.query(started)[0]["value"][1]
-        onboard = lab.playbook("playbooks/onboard.yml", "-i", newcomer, "-e", "member=" + login)
+        assert eventually(lambda: len(each_lab.query(started)), 1, timeout=2 * 15 + 5) == 1  # scraped itself once
+        prometheus_started = each_lab.query(started)[0]["value"][1]
+        onboard = each_lab.playbook("playbooks/onboard.yml", "-i", newcomer, "-e", "member=" + login)
         ended = time.monotonic()
         assert onboard.rc == 0, str(onboard)
         # Prometheus scrapes the newcomer's exporter within one scrape interval (15 s) plus 5 s of the
         # run's end, with no restart (file-based discovery).
-        up = eventually(lambda: lab.target_health("node", node).get(node), "up", timeout=20, interval=0.5)
-        assert up == "up" and time.monotonic() - ended < 20 + 1, lab.target_health("node")
-        assert lab.query(started)[0]["value"][1] == prometheus_started
+        up = eventually(lambda: each_lab.target_health("node", node).get(node), "up", timeout=20, interval=0.5)
+        assert up == "up" and time.monotonic() - ended < 20 + 1, each_lab.target_health("node")
+        assert each_lab.query(started)[0]["value"][1] == prometheus_started
         # Only the newcomer's node was touched, besides its quotas on the host and its targets.
-        assert set(onboard.changed_hosts()) <= {node, "localhost", lab.monitoring_node}, onboard.changed_hosts()
+        assert set(onboard.changed_hosts()) <= {node, "localhost", each_lab.monitoring_node}, onboard.changed_hosts()
         assert "Host %s" % node in onboard.out and "HostName %s" % address in onboard.out
         assert "User %s" % login in onboard.out and "ProxyJump" in onboard.out
         # A running, limited container with the account and its key, seen from inside and over SSH.
-        assert lab.exec(node, "nproc").stdout.strip() == "1"
-        assert lab.exec(node, "grep MemTotal /proc/meminfo").stdout.split()[1] == str(1024 * 1024)
-        assert public_key in lab.exec(node, "cat /home/%s/.ssh/authorized_keys" % login).stdout
+        assert each_lab.exec(node, "nproc").stdout.strip() == "1"
+        assert each_lab.exec(node, "grep MemTotal /proc/meminfo").stdout.split()[1] == str(1024 * 1024)
+        assert public_key in each_lab.exec(node, "cat /home/%s/.ssh/authorized_keys" % login).stdout
         ssh = subprocess.run(
             ["ssh", "-i", str(newcomer_key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
              "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "%s@%s" % (login, address), "id -un"],
             capture_output=True, text=True, check=False)
         assert ssh.stdout.strip() == login, ssh.stderr
-        lab.exec(node, "echo work-in-progress > notes.txt", user=login, check=True)
+        each_lab.exec(node, "echo work-in-progress > notes.txt", user=login, check=True)
         # Their database, its role and their app's settings came with the onboarding run alone.
-        env = lab.exec(node, "cat /home/%s/app/.env" % login, check=True).stdout
+        env = each_lab.exec(node, "cat /home/%s/app/.env" % login, check=True).stdout
         assert "DATABASE_URL=postgresql://dev_%s:" % login in env and "REDIS_URL=redis://" in env
-        databases = lab.exec(lab.monitoring_node, "runuser -u postgres -- psql -XAtc 'select datname from pg_database'")
+        databases = each_lab.exec(each_lab.monitoring_node, "runuser -u postgres -- psql -XAtc 'select datname from pg_database'")
         assert "dev_%s" % login in databases.stdout.split()
 
-        offboard = lab.playbook("playbooks/offboard.yml", "-i", newcomer, "-e", "member=" + login,
+        offboard = each_lab.playbook("playbooks/offboard.yml", "-i", newcomer, "-e", "member=" + login,
                                 "-e", "fleet_export_dir=%s" % exports)
         assert offboard.rc == 0, str(offboard)
-        assert lab.client_json("/1.0/instances/%s" % node) is None
+        assert each_lab.client_json("/1.0/instances/%s" % node) is None
         tarballs = sorted(exports.glob("%s-*.tar.zst" % node))
         assert len(tarballs) == 1 and tarballs[0].stat().st_size > 1024 * 1024
         # Nobody is paged about a node offboarded on purpose: its target and quotas left with the run.
-        assert eventually(lambda: lab.target_health("node", node), {}, timeout=10) == {}
+        assert eventually(lambda: each_lab.target_health("node", node), {}, timeout=10) == {}
         quota = 'adelie_fleet_quota_cpu{node="%s"}' % node
-        assert eventually(lambda: lab.query(quota), [], timeout=2 * 15 + 5) == []
+        assert eventually(lambda: each_lab.query(quota), [], timeout=2 * 15 + 5) == []
 
-        restore = lab.playbook("playbooks/restore.yml", "-i", newcomer, "-e", "export=%s" % tarballs[0])
+        restore = each_lab.playbook("playbooks/restore.yml", "-i", newcomer, "-e", "export=%s" % tarballs[0])
         assert restore.rc == 0, str(restore)
-        assert eventually(lambda: lab.exec(node, "cat notes.txt", user=login).stdout,
+        assert eventually(lambda: each_lab.exec(node, "cat notes.txt", user=login).stdout,
                           "work-in-progress\n") == "work-in-progress\n"
-        assert lab.config(node)["config"]["limits.memory"] == "1GiB"
+        assert each_lab.config(node)["config"]["limits.memory"] == "1GiB"
         # Restore never overwrites a living container.
-        again = lab.playbook("playbooks/restore.yml", "-i", newcomer, "-e", "export=%s" % tarballs[0])
+        again = each_lab.playbook("playbooks/restore.yml", "-i", newcomer, "-e", "export=%s" % tarballs[0])
         assert again.rc != 0 and "restore never overwrites" in again.out
     finally:
-        lab.client("delete", "--force", "--project", lab.project, node, check=False)
+        each_lab.client("delete", "--force", "--project", each_lab.project, node, check=False)

@@ -1,8 +1,8 @@
 """The node layer from the inside: Docker, the member's account and toolchains, the app checkout.
 
 testinfra hosts reached by SSH at the nodes' addresses, as the playbooks reach them.
-By default these tests use the session fleet of the integration conftest (`lab`: LXD project
-fleet-test, converged with site.yml). Pointed at an existing fleet they only look, never converge
+By default these tests use the session fleets of the integration conftest (`lab`: project fleet-test on
+the lab's daemon, and `other_lab`: fleet-test-other on the other daemon, both converged with site.yml). Pointed at an existing fleet they only look, never converge
 or delete anything, and run the node layer in check mode instead of for real:
 
     FLEET_INVENTORY=inventories/production .venv/bin/python -m pytest tests/integration/test_nodes.py
@@ -19,7 +19,7 @@ import os
 import re
 
 import pytest
-from conftest import INVENTORY, REPO, Fleet, eventually, inventory_nodes
+from conftest import INVENTORY, INVENTORY_OTHER, REPO, Fleet, eventually, inventory_nodes
 
 pytestmark = pytest.mark.integration
 
@@ -30,8 +30,8 @@ def _existing_inventory(_config):
     return os.environ.get("FLEET_INVENTORY")
 
 
-# Which nodes each kind of test runs on; a test is generated per node (its id: role:node), so
-# none is skipped for a role the fleet lacks.
+# Which nodes each kind of test runs on; a test is generated per node of each fleet (its id: role:node),
+# so none is skipped for a role a fleet lacks.
 NODE_KINDS = {
     "docker_node": lambda node: node["docker"],
     "member_node": lambda node: bool(node["member"]),
@@ -40,20 +40,37 @@ NODE_KINDS = {
 }
 
 
+def _fleets(config):
+    """(the fleet's fixture, its inventory) of every fleet the tests look at."""
+    existing = _existing_inventory(config)
+    if existing:
+        return [("existing", REPO / existing)]
+    return [("lab", INVENTORY), ("other_lab", INVENTORY_OTHER)]
+
+
 def pytest_generate_tests(metafunc):
-    for kind, wanted in NODE_KINDS.items():
-        if kind in metafunc.fixturenames:
-            nodes = inventory_nodes(str(_existing_inventory(metafunc.config) or INVENTORY))
-            names = sorted(name for name, node in nodes.items() if wanted(node))
-            metafunc.parametrize(kind, names, ids=["%s:%s" % (nodes[name]["role"], name) for name in names])
+    if "fleet" not in metafunc.fixturenames:
+        return
+    kind = next((kind for kind in NODE_KINDS if kind in metafunc.fixturenames), None)
+    if kind is None:
+        fleets = _fleets(metafunc.config)
+        metafunc.parametrize("fleet", [source for source, _ in fleets], ids=[source for source, _ in fleets],
+                             indirect=True, scope="session")
+        return
+    params, ids = [], []
+    for source, inventory in _fleets(metafunc.config):
+        nodes = inventory_nodes(str(inventory))
+        for name in sorted(name for name, node in nodes.items() if NODE_KINDS[kind](node)):
+            params.append((source, name))
+            ids.append("%s:%s" % (nodes[name]["role"], name))
+    metafunc.parametrize(["fleet", kind], params, ids=ids, indirect=["fleet"], scope="session")
 
 
 @pytest.fixture(scope="session")
 def fleet(request):
-    inventory = _existing_inventory(request.config)
-    if inventory:
-        return Fleet(REPO / inventory)
-    return request.getfixturevalue("lab")
+    if request.param == "existing":
+        return Fleet(REPO / _existing_inventory(request.config))
+    return request.getfixturevalue(request.param)
 
 
 @pytest.fixture(scope="session")

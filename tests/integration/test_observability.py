@@ -1,4 +1,4 @@
-"""Observability against the test fleet: real node-exporters, LXD's metrics endpoint, Prometheus and
+"""Observability against the test fleets: real node-exporters, the daemon's metrics endpoint, Prometheus and
 Alertmanager on the infra node, and a real HTTP listener on the LXD host's bridge address standing in
 for the Discord webhook (tests/integration/inventory sets alertmanager_discord_webhook_url to it)."""
 
@@ -35,68 +35,68 @@ time.sleep(400)
 """
 
 
-def test_every_exporter_and_lxd_endpoint_is_up(lab):
+def test_every_exporter_and_lxd_endpoint_is_up(each_lab):
     # Every node and the LXD host.
-    wanted = {name: "up" for name in lab.nodes} | {"localhost": "up"}
-    assert eventually(lambda: lab.target_health("node"), wanted, timeout=2 * SCRAPE_INTERVAL + 5) == wanted
-    assert eventually(lambda: lab.target_health("lxd"), {None: "up"}, timeout=2 * SCRAPE_INTERVAL + 5) == {None: "up"}
+    wanted = {name: "up" for name in each_lab.nodes} | {"localhost": "up"}
+    assert eventually(lambda: each_lab.target_health("node"), wanted, timeout=2 * SCRAPE_INTERVAL + 5) == wanted
+    assert eventually(lambda: each_lab.target_health("lxd"), {None: "up"}, timeout=2 * SCRAPE_INTERVAL + 5) == {None: "up"}
     # Nothing of these jobs is down. A target just removed (test_lifecycle offboards a node) keeps its
     # last `up` until Prometheus marks it stale, one to two scrape intervals after its removal.
-    down = eventually(lambda: lab.query('up{job=~"node|lxd|prometheus|alertmanager"} != 1'), [],
+    down = eventually(lambda: each_lab.query('up{job=~"node|lxd|prometheus|alertmanager"} != 1'), [],
                       timeout=3 * SCRAPE_INTERVAL + 5)
     assert down == [], down
-    assert {s["metric"]["job"] for s in lab.query('up{job=~"node|lxd|prometheus|alertmanager"} == 1')} \
+    assert {s["metric"]["job"] for s in each_lab.query('up{job=~"node|lxd|prometheus|alertmanager"} == 1')} \
         == {"node", "lxd", "prometheus", "alertmanager"}
     # LXD's figures arrive per container, renamed to the fleet's `node` label.
-    memory = {s["metric"]["node"] for s in lab.query("lxd_memory_MemTotal_bytes")}
-    assert memory == set(lab.nodes)
+    memory = {s["metric"]["node"] for s in each_lab.query("lxd_memory_MemTotal_bytes")}
+    assert memory == set(each_lab.nodes)
 
 
-def test_quotas_from_the_model_are_published(lab):
-    # Labelled by project: another fleet on this host (the lab of `make up`) publishes its own.
-    project = '{project="%s"}' % lab.project
+def test_quotas_from_the_model_are_published(each_lab):
+    # Labelled by project: another fleet on this host (the each_lab of `make up`) publishes its own.
+    project = '{project="%s"}' % each_lab.project
     memory = {s["metric"]["node"]: int(float(s["value"][1]))
-              for s in lab.query("adelie_fleet_quota_memory_bytes" + project)}
-    assert {name: node["memory_bytes"] for name, node in lab.nodes.items()} == memory
-    cpu = {s["metric"]["node"]: int(float(s["value"][1])) for s in lab.query("adelie_fleet_quota_cpu" + project)}
-    assert {name: node["cpu"] for name, node in lab.nodes.items()} == cpu
+              for s in each_lab.query("adelie_fleet_quota_memory_bytes" + project)}
+    assert {name: node["memory_bytes"] for name, node in each_lab.nodes.items()} == memory
+    cpu = {s["metric"]["node"]: int(float(s["value"][1])) for s in each_lab.query("adelie_fleet_quota_cpu" + project)}
+    assert {name: node["cpu"] for name, node in each_lab.nodes.items()} == cpu
     # LXD's own memory total is the limit, and agrees with the model's quota.
-    ratio = lab.query("lxd_memory_MemTotal_bytes / on (project, node) adelie_fleet_quota_memory_bytes")
-    assert {s["metric"]["node"] for s in ratio} == set(lab.nodes) and all(s["value"][1] == "1" for s in ratio)
+    ratio = each_lab.query("lxd_memory_MemTotal_bytes / on (project, node) adelie_fleet_quota_memory_bytes")
+    assert {s["metric"]["node"] for s in ratio} == set(each_lab.nodes) and all(s["value"][1] == "1" for s in ratio)
 
     # Each container's real root-disk use, what LXD reports for it (its quota group), not the pool's
     # size that LXD's metrics and df show. The publisher refreshes it every 60 s.
     def published():
-        return {s["metric"]["node"]: float(s["value"][1]) for s in lab.query("adelie_fleet_disk_used_bytes" + project)}
+        return {s["metric"]["node"]: float(s["value"][1]) for s in each_lab.query("adelie_fleet_disk_used_bytes" + project)}
 
     def lxd_usage():
-        return {name: lab.disk_used(name) for name in lab.nodes}
+        return {name: each_lab.disk_used(name) for name in each_lab.nodes}
 
     def agrees():
         now, live = published(), lxd_usage()
         return set(now) == set(live) and all(abs(now[n] - live[n]) <= max(64 << 20, 0.1 * live[n]) for n in live)
 
     assert eventually(agrees, True, timeout=75, interval=5), (published(), lxd_usage())
-    assert all(0 < used < lab.nodes[name]["disk_bytes"] for name, used in published().items()), published()
-    joined = lab.query("adelie_fleet_disk_used_bytes%s / on (project, node) group_left adelie_fleet_quota_disk_bytes" % project)
-    assert {s["metric"]["node"] for s in joined} == set(lab.nodes)
+    assert all(0 < used < each_lab.nodes[name]["disk_bytes"] for name, used in published().items()), published()
+    joined = each_lab.query("adelie_fleet_disk_used_bytes%s / on (project, node) group_left adelie_fleet_quota_disk_bytes" % project)
+    assert {s["metric"]["node"] for s in joined} == set(each_lab.nodes)
 
 
-def test_every_rule_and_dashboard_query_evaluates(lab):
-    groups = eventually(lambda: len(lab.api("/api/v1/rules")["data"]["groups"]) > 0, True, timeout=30)
+def test_every_rule_and_dashboard_query_evaluates(each_lab):
+    groups = eventually(lambda: len(each_lab.api("/api/v1/rules")["data"]["groups"]) > 0, True, timeout=30)
     assert groups
-    rules = [rule for group in lab.api("/api/v1/rules")["data"]["groups"] for rule in group["rules"]]
+    rules = [rule for group in each_lab.api("/api/v1/rules")["data"]["groups"] for rule in group["rules"]]
     names = {rule["name"] for rule in rules}
     assert {"NodeDown", "ContainerMemoryNearQuota", "ContainerCpuHigh", "ContainerDiskNearQuota"} <= names
 
     # Prometheus evaluated each rule at least once, without error.
     def all_evaluated():
         return all(r.get("lastEvaluation", "0001").startswith("20")
-                   for g in lab.api("/api/v1/rules")["data"]["groups"] for r in g["rules"])
+                   for g in each_lab.api("/api/v1/rules")["data"]["groups"] for r in g["rules"])
 
     evaluated = eventually(all_evaluated, True, timeout=40)
     assert evaluated
-    for rule in (r for g in lab.api("/api/v1/rules")["data"]["groups"] for r in g["rules"]):
+    for rule in (r for g in each_lab.api("/api/v1/rules")["data"]["groups"] for r in g["rules"]):
         assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
     # Every provisioned dashboard panel's query, against the live Prometheus.
     import dashboards
@@ -104,7 +104,7 @@ def test_every_rule_and_dashboard_query_evaluates(lab):
     checked = 0
     for path in sorted((REPO / "roles/grafana/files/dashboards").glob("*.json")):
         for title, expr in dashboards.panel_queries(path):
-            result = lab.api("/api/v1/query", query=expr)
+            result = each_lab.api("/api/v1/query", query=expr)
             assert result["status"] == "success", (path.name, title, expr)
             checked += 1
     assert checked >= 12
@@ -132,24 +132,26 @@ def test_monitoring_ports_answer_only_on_the_bridge(lab):
 
 
 @pytest.fixture(scope="module")
-def faults(lab, receiver):
+def faults(each_lab, receiver):
     """Two faults at once (their alerts' `for` runs concurrently): node-exporter stopped on one dev
     node, most of another's memory quota taken by a process."""
-    down, full = sorted(name for name, node in lab.nodes.items() if node["role"].startswith("dev"))[:2]
+    # The first two dev nodes (the other daemon's fleet has one: then its next node but the infra one).
+    dev = sorted(name for name, node in each_lab.nodes.items() if node["role"].startswith("dev"))
+    down, full = (dev + sorted(set(each_lab.nodes) - set(dev) - {each_lab.monitoring_node}))[:2]
     started = time.time()
-    lab.exec(down, "systemctl stop prometheus-node-exporter", check=True)
-    lab.exec(full, "cat > /root/memory-hog.py <<'EOF'\n%sEOF" % MEMORY_HOG, check=True)
-    lab.exec(full, "systemd-run --unit=memory-hog --collect timeout 400 python3 /root/memory-hog.py", check=True)
+    each_lab.exec(down, "systemctl stop prometheus-node-exporter", check=True)
+    each_lab.exec(full, "cat > /root/memory-hog.py <<'EOF'\n%sEOF" % MEMORY_HOG, check=True)
+    each_lab.exec(full, "systemd-run --unit=memory-hog --collect timeout 400 python3 /root/memory-hog.py", check=True)
     try:
         yield {"down": down, "full": full, "started": started}
     finally:
-        lab.exec(full, "systemctl stop memory-hog; rm -f /root/memory-hog.py")
-        lab.exec(down, "systemctl start prometheus-node-exporter")
+        each_lab.exec(full, "systemctl stop memory-hog; rm -f /root/memory-hog.py")
+        each_lab.exec(down, "systemctl start prometheus-node-exporter")
 
 
-def test_node_down_alert_reaches_the_discord_receiver_and_resolves(lab, receiver, faults):
+def test_node_down_alert_reaches_the_discord_receiver_and_resolves(each_lab, receiver, faults):
     down = faults["down"]
-    assert eventually(lambda: alerts(lab, "NodeDown").get(down), "firing", timeout=150, interval=2) == "firing"
+    assert eventually(lambda: alerts(each_lab, "NodeDown").get(down), "firing", timeout=150, interval=2) == "firing"
     fired = time.time()
     # Critical: no group wait, so the webhook gets it within one evaluation and a notification.
 
@@ -160,21 +162,21 @@ def test_node_down_alert_reaches_the_discord_receiver_and_resolves(lab, receiver
     posts = eventually(lambda: bool(arrived()), True, timeout=30, interval=1)
     assert posts, receiver.posts
     assert arrived()[0][0] - fired < SCRAPE_INTERVAL + 10
-    assert set(alerts(lab, "NodeDown")) == {down}
+    assert set(alerts(each_lab, "NodeDown")) == {down}
     # Alertmanager's own view: the alert went to the critical receiver.
-    am_alerts = lab.api("/api/v2/alerts", port=9093)
+    am_alerts = each_lab.api("/api/v2/alerts", port=9093)
     receivers = {r["name"] for a in am_alerts if a["labels"]["alertname"] == "NodeDown" for r in a["receivers"]}
     assert receivers and all("critical" in name for name in receivers), am_alerts
     # Started again: Prometheus resolves it, and the receiver hears so.
-    lab.exec(down, "systemctl start prometheus-node-exporter", check=True)
-    assert eventually(lambda: alerts(lab, "NodeDown").get(down), None, timeout=60, interval=2) is None
+    each_lab.exec(down, "systemctl start prometheus-node-exporter", check=True)
+    assert eventually(lambda: alerts(each_lab, "NodeDown").get(down), None, timeout=60, interval=2) is None
     resolved = eventually(lambda: any(p[1] == "/discord" and down in json.dumps(p[2]) and "RESOLVED" in json.dumps(p[2])
                                       for p in receiver.posts), True, timeout=90, interval=2)
     assert resolved, receiver.posts
 
 
-def test_memory_near_quota_fires_for_that_node_only(lab, faults):
+def test_memory_near_quota_fires_for_that_node_only(each_lab, faults):
     full = faults["full"]
-    assert eventually(lambda: alerts(lab, "ContainerMemoryNearQuota").get(full), "firing",
+    assert eventually(lambda: alerts(each_lab, "ContainerMemoryNearQuota").get(full), "firing",
                       timeout=240, interval=3) == "firing"
-    assert set(alerts(lab, "ContainerMemoryNearQuota")) == {full}
+    assert set(alerts(each_lab, "ContainerMemoryNearQuota")) == {full}
