@@ -110,3 +110,11 @@ timed "plan.yml on the production inventory" ansible-playbook -i inventories/pro
 # playbooks use) beside LXD's REST exec with recorded output and the client's exec (what they used
 # before): both lose outputs here, the client's exec also hangs.
 python bench/transport.py -i "$INVENTORY" --via ssh ansible rest cli --commands 2000 --timeout 30
+
+# The same stress on each daemon over fleets of the same four nodes: the integration suite's two test
+# fleets, on the lab's daemon and on the other one (Incus beside an LXD lab). Left converged: the suite
+# removes and rebuilds them when it starts.
+for fleet in tests/integration/inventory tests/integration/inventory_other; do
+    quietly "converge $fleet" ansible-playbook -i "$fleet" site.yml
+    python bench/transport.py -i "$fleet" --via ssh rest cli --commands 2000 --timeout 30
+done

@@ -229,13 +229,14 @@ def main():
     parser.add_argument("--json", action="store_true", help="one JSON object per transport")
     args = parser.parse_args()
     nodes = fleet_nodes(args.inventory)
+    daemon = inventory_backend(args.inventory)["name"]
     for via in args.via:
-        result = stress(via, nodes, args.commands, args.timeout, args.inventory)
+        result = dict(stress(via, nodes, args.commands, args.timeout, args.inventory), daemon=daemon)
         if args.json:
             print(json.dumps(result))
         else:
-            print("%-7s %d commands over %d nodes: %d lost, %d hung, %.1f s, %.1f commands/s" % (
-                via, result["commands"], result["nodes"], result["lost"], result["hangs"], result["seconds"],
+            print("%-5s %-7s %d commands over %d nodes: %d lost, %d hung, %.1f s, %.1f commands/s" % (
+                daemon, via, result["commands"], result["nodes"], result["lost"], result["hangs"], result["seconds"],
                 result["per_second"]))
 
 

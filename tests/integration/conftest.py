@@ -239,6 +239,12 @@ def each_lab(request):
     return request.getfixturevalue(request.param)
 
 
+# A test, or one that shares an each_lab fixture with core tests, on one of the two fleets only: what
+# does not depend on the daemon runs once (the suite's time stays within its budget).
+ON_LAB_ONLY = pytest.mark.parametrize("each_lab", ["lab"], indirect=True, ids=["lab_daemon"])
+ON_OTHER_ONLY = pytest.mark.parametrize("each_lab", ["other_lab"], indirect=True, ids=["other_daemon"])
+
+
 class WebhookHandler(BaseHTTPRequestHandler):
     """Records every POST on its server: (arrival time, path, JSON body)."""
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 import yaml
-from conftest import eventually
+from conftest import ON_LAB_ONLY, ON_OTHER_ONLY, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -65,13 +65,22 @@ def newcomer_key(tmp_path):
     return key
 
 
-def test_onboard_offboard_restore(each_lab, tmp_path, newcomer_key):
-    # A third dev node beside the fleet's: ft-dev3 at .233 in the lab's test fleet.
-    first = each_lab.first("dev")
-    node, login, address = first[:-1] + "3", "dave", each_lab.nodes[first]["ipv4"].rsplit(".", 1)[0] + ".233"
-    public_key = newcomer_key.with_suffix(".pub").read_text().strip()
-    newcomer = extra_inventory(tmp_path, "dev", {node: {"fleet_ipv4": address, "fleet_member": {
+def add_newcomer(lab, tmp_path, public_key):
+    """A third dev node beside the fleet's (ft-dev3 at .233 in the lab's test fleet): (node, login,
+    address, the inventory file adding it)."""
+    first = lab.first("dev")
+    node, login, address = first[:-1] + "3", "dave", lab.nodes[first]["ipv4"].rsplit(".", 1)[0] + ".233"
+    extra = extra_inventory(tmp_path, "dev", {node: {"fleet_ipv4": address, "fleet_member": {
         "login": login, "name": "Dave Newcomer", "email": "dave@adelie.invalid", "ssh_key": public_key}}})
+    return node, login, address, extra
+
+
+# The whole story on the lab's daemon; test_offboard_then_restore_keep_the_data below is its daemon's
+# part (snapshot, export, delete, import) on the other one.
+@ON_LAB_ONLY
+def test_onboard_offboard_restore(each_lab, tmp_path, newcomer_key):
+    public_key = newcomer_key.with_suffix(".pub").read_text().strip()
+    node, login, address, newcomer = add_newcomer(each_lab, tmp_path, public_key)
     exports = tmp_path / "exports"
     try:
         started = 'process_start_time_seconds{job="prometheus"}'
@@ -124,5 +133,32 @@ def test_onboard_offboard_restore(each_lab, tmp_path, newcomer_key):
         # Restore never overwrites a living container.
         again = each_lab.playbook("playbooks/restore.yml", "-i", newcomer, "-e", "export=%s" % tarballs[0])
         assert again.rc != 0 and "restore never overwrites" in again.out
+    finally:
+        each_lab.client("delete", "--force", "--project", each_lab.project, node, check=False)
+
+
+@ON_OTHER_ONLY
+def test_offboard_then_restore_keep_the_data(each_lab, tmp_path, newcomer_key):
+    node, login, _, extra = add_newcomer(each_lab, tmp_path, newcomer_key.with_suffix(".pub").read_text().strip())
+    exports = tmp_path / "exports"
+    try:
+        # The container alone (no node layer): what offboarding exports is the daemon's instance.
+        created = each_lab.playbook("playbooks/fleet.yml", "-i", extra)
+        assert created.rc == 0, str(created)
+        each_lab.exec(node, "echo work-in-progress > /root/notes.txt", check=True)
+        offboard = each_lab.playbook("playbooks/offboard.yml", "-i", extra, "-e", "member=" + login,
+                                     "-e", "fleet_export_dir=%s" % exports)
+        assert offboard.rc == 0, str(offboard)
+        assert each_lab.client_json("/1.0/instances/%s" % node) is None
+        tarballs = sorted(exports.glob("%s-*.tar.zst" % node))
+        assert len(tarballs) == 1 and tarballs[0].stat().st_size > 1024 * 1024
+
+        restore = each_lab.playbook("playbooks/restore.yml", "-i", extra, "-e", "export=%s" % tarballs[0])
+        assert restore.rc == 0, str(restore)
+        assert eventually(lambda: each_lab.exec(node, "cat /root/notes.txt").stdout,
+                          "work-in-progress\n") == "work-in-progress\n"
+        assert each_lab.config(node)["config"]["limits.memory"] == "1GiB"
+        snapshots = each_lab.client_json("/1.0/instances/%s/snapshots" % node)
+        assert any(url.rsplit("/", 1)[-1].startswith("offboard") for url in snapshots), snapshots
     finally:
         each_lab.client("delete", "--force", "--project", each_lab.project, node, check=False)
