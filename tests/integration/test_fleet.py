@@ -131,4 +131,3 @@ def test_bad_inventory_is_refused_before_any_change(lab, tmp_path, case):
     # The model play is the only one that ran, and nothing on the host changed.
     assert "PLAY [Prepare the LXD host" not in result.out, str(result)
     assert host_state(lab) == before
-

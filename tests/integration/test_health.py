@@ -57,18 +57,18 @@ def faults(each_lab, nodes):
     each_lab.client("stop", "--force", "--project", each_lab.project, nodes["stopped"])
     each_lab.exec(nodes["infra"], "systemctl stop docker.socket docker", check=True)
     each_lab.exec(nodes["app"], "cd %s && sed -i 's/^JWT_SECRET=.*/JWT_SECRET=changeme/' .env && "
-             "docker-compose up -d --force-recreate backend-api && docker-compose rm -sf frontend && "
-             "docker rmi fleet/frontend:local" % app, check=True)
+                  "docker-compose up -d --force-recreate backend-api && docker-compose rm -sf frontend && "
+                  "docker rmi fleet/frontend:local" % app, check=True)
     each_lab.exec(nodes["dev"], "systemctl stop prometheus-node-exporter", check=True)
     each_lab.exec(nodes["dev"], "rm -f /run/fleet-test-ok; cat > /etc/systemd/system/fleet-test-fail.service <<'EOF'\n%sEOF\n"
-             "systemctl daemon-reload; systemctl start fleet-test-fail; touch /run/fleet-test-ok" % FAILING_UNIT)
+                  "systemctl daemon-reload; systemctl start fleet-test-fail; touch /run/fleet-test-ok" % FAILING_UNIT)
     each_lab.exec(nodes["dev"], "echo '# local change' >> %s/README.md" % dev, check=True)
     each_lab.exec(nodes["dev"], "fallocate -l %d /root/fill && sync" % int(quota * 0.93 - used), check=True)
     # btrfs counts the quota group at its next commit: wait until LXD sees it.
     eventually(lambda: each_lab.disk_used(nodes["dev"]) > 0.9 * quota, True, timeout=60, interval=2)
     yield nodes
     each_lab.exec(nodes["dev"], "rm -f /root/fill /etc/systemd/system/fleet-test-fail.service /run/fleet-test-ok; "
-             "systemctl reset-failed; git -c safe.directory='*' -C %s checkout -- README.md" % dev)
+                  "systemctl reset-failed; git -c safe.directory='*' -C %s checkout -- README.md" % dev)
     each_lab.client("start", "--project", each_lab.project, nodes["stopped"], check=False)
 
 
@@ -142,7 +142,7 @@ def test_html_report_renders_in_a_headless_browser(each_lab, faults):
 def test_after_cleanup_the_next_run_finds_the_fleet_healthy(each_lab, faults):
     dev_dir = each_lab.nodes[faults["dev"]]["app_dir"]
     each_lab.exec(faults["dev"], "rm -f /root/fill && sync; git -c safe.directory='*' -C %s checkout -- README.md" % dev_dir,
-             check=True)
+                  check=True)
     quota = each_lab.nodes[faults["dev"]]["disk_bytes"]
     assert eventually(lambda: each_lab.disk_used(faults["dev"]) < 0.8 * quota, True, timeout=60, interval=2)
     run = nightly(each_lab)
@@ -170,15 +170,15 @@ def hard_faults(each_lab, nodes):
     each_lab.client("pause", "--project", each_lab.project, nodes["stopped"])
     each_lab.exec(nodes["infra"], "systemctl stop redis-server", check=True)
     each_lab.exec(nodes["app"], "kill -STOP $(docker top fleet-app_backend-api_1 -o pid,comm | awk '$2 == \"httpd\" {print $1}')",
-             check=True)
+                  check=True)
     each_lab.exec(nodes["dev"], "mv %s %s.away && systemctl restart prometheus-node-exporter; true" % (EXPORTER, EXPORTER),
-             check=True)
+                  check=True)
     # Docker marks the container unhealthy after two failed checks (5 s apart, 5 s timeout each).
     assert eventually(lambda: health_of(each_lab, nodes["app"], "fleet-app_backend-api_1"), "unhealthy",
                       timeout=90, interval=3) == "unhealthy"
     yield nodes
     each_lab.exec(nodes["dev"], "test -e %s.away && mv %s.away %s; systemctl reset-failed prometheus-node-exporter; "
-             "systemctl restart prometheus-node-exporter" % (EXPORTER, EXPORTER, EXPORTER))
+                  "systemctl restart prometheus-node-exporter" % (EXPORTER, EXPORTER, EXPORTER))
     each_lab.client("start", "--project", each_lab.project, nodes["stopped"], check=False)  # resumes a frozen container
     each_lab.exec(nodes["infra"], "systemctl start redis-server")
 

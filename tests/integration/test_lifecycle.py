@@ -115,7 +115,7 @@ def test_onboard_offboard_restore(each_lab, tmp_path, newcomer_key):
         assert "dev_%s" % login in databases.stdout.split()
 
         offboard = each_lab.playbook("playbooks/offboard.yml", "-i", newcomer, "-e", "member=" + login,
-                                "-e", "fleet_export_dir=%s" % exports)
+                                     "-e", "fleet_export_dir=%s" % exports)
         assert offboard.rc == 0, str(offboard)
         assert each_lab.client_json("/1.0/instances/%s" % node) is None
         tarballs = sorted(exports.glob("%s-*.tar.zst" % node))
@@ -139,7 +139,7 @@ def test_onboard_offboard_restore(each_lab, tmp_path, newcomer_key):
 
 @ON_OTHER_ONLY
 def test_offboard_then_restore_keep_the_data(each_lab, tmp_path, newcomer_key):
-    node, login, _, extra = add_newcomer(each_lab, tmp_path, newcomer_key.with_suffix(".pub").read_text().strip())
+    node, login, _address, extra = add_newcomer(each_lab, tmp_path, newcomer_key.with_suffix(".pub").read_text().strip())
     exports = tmp_path / "exports"
     try:
         # The container alone (no node layer): what offboarding exports is the daemon's instance.

@@ -1,8 +1,9 @@
 """The node layer from the inside: Docker, the member's account and toolchains, the app checkout.
 
 testinfra hosts reached by SSH at the nodes' addresses, as the playbooks reach them.
-By default these tests use the session fleets of the integration conftest (`lab`: project fleet-test on
-the lab's daemon, and `other_lab`: fleet-test-other on the other daemon, both converged with site.yml). Pointed at an existing fleet they only look, never converge
+By default these tests use the session fleets of the integration conftest (`lab`: project fleet-test
+on the lab's daemon, and `other_lab`: fleet-test-other on the other daemon, both converged with
+site.yml). Pointed at an existing fleet they only look, never converge
 or delete anything, and run the node layer in check mode instead of for real:
 
     FLEET_INVENTORY=inventories/production .venv/bin/python -m pytest tests/integration/test_nodes.py

@@ -49,6 +49,7 @@ def test_every_exporter_and_lxd_endpoint_is_up(each_lab):
         == {"node", "lxd", "prometheus", "alertmanager"}
     # The daemon's figures arrive per container, renamed to the fleet's `node` label. A container just
     # deleted (test_lifecycle's newcomer) leaves its series until the next scrapes mark them stale.
+
     def memory():
         return {s["metric"]["node"] for s in each_lab.query("lxd_memory_MemTotal_bytes")}
 
