@@ -75,6 +75,17 @@ def add_newcomer(lab, tmp_path, public_key):
     return node, login, address, extra
 
 
+def offboard(lab, inventory, login, node, exports):
+    """offboard.yml for member login: the node is gone and its one export, returned, is not empty."""
+    result = lab.playbook("playbooks/offboard.yml", "-i", inventory, "-e", "member=" + login,
+                          "-e", "fleet_export_dir=%s" % exports)
+    assert result.rc == 0, str(result)
+    assert lab.client_json("/1.0/instances/%s" % node) is None
+    tarballs = sorted(exports.glob("%s-*.tar.zst" % node))
+    assert len(tarballs) == 1 and tarballs[0].stat().st_size > 1024 * 1024
+    return tarballs[0]
+
+
 # The whole story on the lab's daemon; test_offboard_then_restore_keep_the_data below is its daemon's
 # part (snapshot, export, delete, import) on the other one.
 @ON_LAB_ONLY
@@ -114,24 +125,19 @@ def test_onboard_offboard_restore(each_lab, tmp_path, newcomer_key):
         databases = each_lab.exec(each_lab.monitoring_node, "runuser -u postgres -- psql -XAtc 'select datname from pg_database'")
         assert "dev_%s" % login in databases.stdout.split()
 
-        offboard = each_lab.playbook("playbooks/offboard.yml", "-i", newcomer, "-e", "member=" + login,
-                                     "-e", "fleet_export_dir=%s" % exports)
-        assert offboard.rc == 0, str(offboard)
-        assert each_lab.client_json("/1.0/instances/%s" % node) is None
-        tarballs = sorted(exports.glob("%s-*.tar.zst" % node))
-        assert len(tarballs) == 1 and tarballs[0].stat().st_size > 1024 * 1024
+        export = offboard(each_lab, newcomer, login, node, exports)
         # Nobody is paged about a node offboarded on purpose: its target and quotas left with the run.
         assert eventually(lambda: each_lab.target_health("node", node), {}, timeout=10) == {}
         quota = 'adelie_fleet_quota_cpu{node="%s"}' % node
         assert eventually(lambda: each_lab.query(quota), [], timeout=2 * 15 + 5) == []
 
-        restore = each_lab.playbook("playbooks/restore.yml", "-i", newcomer, "-e", "export=%s" % tarballs[0])
+        restore = each_lab.playbook("playbooks/restore.yml", "-i", newcomer, "-e", "export=%s" % export)
         assert restore.rc == 0, str(restore)
         assert eventually(lambda: each_lab.exec(node, "cat notes.txt", user=login).stdout,
                           "work-in-progress\n") == "work-in-progress\n"
         assert each_lab.config(node)["config"]["limits.memory"] == "1GiB"
         # Restore never overwrites a living container.
-        again = each_lab.playbook("playbooks/restore.yml", "-i", newcomer, "-e", "export=%s" % tarballs[0])
+        again = each_lab.playbook("playbooks/restore.yml", "-i", newcomer, "-e", "export=%s" % export)
         assert again.rc != 0 and "restore never overwrites" in again.out
     finally:
         each_lab.client("delete", "--force", "--project", each_lab.project, node, check=False)
@@ -146,14 +152,9 @@ def test_offboard_then_restore_keep_the_data(each_lab, tmp_path, newcomer_key):
         created = each_lab.playbook("playbooks/fleet.yml", "-i", extra)
         assert created.rc == 0, str(created)
         each_lab.exec(node, "echo work-in-progress > /root/notes.txt", check=True)
-        offboard = each_lab.playbook("playbooks/offboard.yml", "-i", extra, "-e", "member=" + login,
-                                     "-e", "fleet_export_dir=%s" % exports)
-        assert offboard.rc == 0, str(offboard)
-        assert each_lab.client_json("/1.0/instances/%s" % node) is None
-        tarballs = sorted(exports.glob("%s-*.tar.zst" % node))
-        assert len(tarballs) == 1 and tarballs[0].stat().st_size > 1024 * 1024
+        export = offboard(each_lab, extra, login, node, exports)
 
-        restore = each_lab.playbook("playbooks/restore.yml", "-i", extra, "-e", "export=%s" % tarballs[0])
+        restore = each_lab.playbook("playbooks/restore.yml", "-i", extra, "-e", "export=%s" % export)
         assert restore.rc == 0, str(restore)
         assert eventually(lambda: each_lab.exec(node, "cat /root/notes.txt").stdout,
                           "work-in-progress\n") == "work-in-progress\n"
