@@ -151,7 +151,8 @@ def test_offboard_then_restore_keep_the_data(each_lab, tmp_path, newcomer_key):
         # The container alone (no node layer): what offboarding exports is the daemon's instance.
         created = each_lab.playbook("playbooks/fleet.yml", "-i", extra)
         assert created.rc == 0, str(created)
-        each_lab.exec(node, "echo work-in-progress > /root/notes.txt", check=True)
+        # fleet.yml waits for the address only; sshd comes up a moment later (nodes.yml waits for it).
+        assert eventually(lambda: each_lab.exec(node, "echo work-in-progress > /root/notes.txt").returncode, 0) == 0
         export = offboard(each_lab, extra, login, node, exports)
 
         restore = each_lab.playbook("playbooks/restore.yml", "-i", extra, "-e", "export=%s" % export)
