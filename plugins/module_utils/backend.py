@@ -60,10 +60,26 @@ BACKENDS = {
         "trust_metrics": ["incus", "config", "trust", "add-certificate", "--type=metrics"],
         "packages": {"12": {"names": ["incus-base", "incus-client", "lxcfs"], "suite": "bookworm-backports"},
                      "13": {"names": ["incus-base", "incus-client", "lxcfs"], "suite": None}},
+        # Moving an LXD host here in place (playbooks/migrate_to_incus.yml): Incus's own lxd-to-incus, from
+        # incus-extra. It takes LXD 4.0 to 5.21 (its validate.go) into an empty Incus, stops and starts both
+        # daemons through systemd or OpenRC, purges LXD's packages (--yes) and leaves `done` when it succeeded.
+        "migrate_from": {
+            "source": "lxd",
+            "packages": ["incus-extra"],
+            "command": ["lxd-to-incus", "--yes"],
+            "versions": ["4.0", "5.21"],
+            "done": "/var/lib/incus/.migrated-from-lxd",
+        },
     },
 }
 
 
 def backend(name=None):
-    """The map's entry of a backend (a copy: the model may hand it on); KeyError for an unknown name."""
-    return copy.deepcopy(BACKENDS[name or DEFAULT_BACKEND])
+    """The map's entry of a backend (a copy: the model may hand it on); KeyError for an unknown name.
+
+    A backend that takes hosts from another (migrate_from) carries that one's entry as migrate_from.source.
+    """
+    entry = copy.deepcopy(BACKENDS[name or DEFAULT_BACKEND])
+    if "migrate_from" in entry:
+        entry["migrate_from"]["source"] = copy.deepcopy(BACKENDS[entry["migrate_from"]["source"]])
+    return entry

@@ -1,0 +1,131 @@
+"""An LXD host moved to Incus in place by playbooks/migrate_to_incus.yml, its fleet kept.
+
+lxd-to-incus stops and starts the daemons through systemd or OpenRC, and this machine's PID 1 is neither. So
+the LXD host under test is a container of the lab's daemon running systemd: mig-host, privileged and nested
+(test-only), in a project of its own, at 10.10.10.250 on the lab's bridge. The playbooks make it an LXD host
+with one teammate's node (tests/integration/inventory_migrate), then move it to Incus. Everything is checked
+from outside: on the host, in the node, and over SSH as the teammate.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible_collections.adelie.fleet.plugins.module_utils.backend import backend
+from conftest import SSH_OPTIONS, eventually, run_playbook
+
+INVENTORY = Path(__file__).resolve().parent / "inventory_migrate"
+PROJECT = "fleet-test-mig"
+HOST, HOST_ADDRESS = "mig-host", "10.10.10.250"
+NODE, NODE_ADDRESS, LOGIN = "mg-box", "10.10.30.31", "dana"
+# Where the lab's image tarball is cached (roles/lxd_image): the nested host imports it instead of building it.
+IMAGE_CACHE = Path("/var/cache/adelie-fleet/images")
+INCUS = backend("incus")
+LXD = INCUS["migrate_from"]["source"]
+METRICS_CURL = ("curl -sf --cert /var/lib/adelie-fleet/metrics/client.crt --key /var/lib/adelie-fleet/metrics/client.key "
+                "-k https://10.10.30.1:8444/1.0/metrics")
+
+
+def ssh(key, target, cmd, user="root", check=False):
+    """cmd on the nested host, or on its node through it (as the inventory reaches it)."""
+    command = ["ssh", *SSH_OPTIONS.split(), "-i", str(key)]
+    if target != HOST_ADDRESS:
+        command += ["-o", "ProxyCommand=ssh %s -i %s -W %%h:%%p root@%s" % (SSH_OPTIONS, key, HOST_ADDRESS)]
+    return subprocess.run(command + ["%s@%s" % (user, target), cmd], capture_output=True, text=True, check=check, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def nested_host(lab):
+    """mig-host running, with the controller's key, this machine's apt cache and the lab's image tarball."""
+    def remove():
+        lab.client("delete", "--force", "--project", PROJECT, HOST, check=False)
+        lab.client("project", "delete", PROJECT, check=False)
+
+    remove()
+    try:
+        # The lab's image and profiles (features off: the default project's are used).
+        lab.client("project", "create", PROJECT, "-c", "features.images=false", "-c", "features.profiles=false")
+        instance = {
+            "name": HOST, "source": {"type": "image", "alias": "adelie/bookworm"},
+            "config": {"security.privileged": "true", "security.nesting": "true", "limits.cpu": "2", "limits.memory": "3GiB"},
+            "devices": {"root": {"type": "disk", "path": "/", "pool": "fleet", "size": "8GiB"},
+                        "eth0": {"type": "nic", "name": "eth0", "network": "fleetbr0", "ipv4.address": HOST_ADDRESS},
+                        # lxcfs (the nodes' limits seen from inside) needs FUSE.
+                        "fuse": {"type": "unix-char", "source": "/dev/fuse", "path": "/dev/fuse"}}}
+        lab.client("query", "--wait", "-X", "POST", "-d", json.dumps(instance), "/1.0/instances?project=" + PROJECT)
+        lab.client("start", "--project", PROJECT, HOST)
+        pushes = [(lab.key + ".pub", "/root/.ssh/authorized_keys", "0600")]
+        pushes += [(str(tarball), str(tarball), "0644") for tarball in IMAGE_CACHE.glob("*.tar")]
+        for source, target, mode in pushes:
+            lab.client("file", "push", "--project", PROJECT, "--create-dirs", "--mode", mode, source, HOST + target)
+        proxy = 'Acquire::http::Proxy "http://10.10.10.1:3142";\n'
+        lab.client("exec", "--project", PROJECT, HOST, "--", "sh", "-c",
+                   "printf '%s' > /etc/apt/apt.conf.d/01adelie-proxy" % proxy)
+        assert eventually(lambda: ssh(lab.key, HOST_ADDRESS, "true").returncode, 0, timeout=60) == 0
+        yield lab.key
+    finally:
+        if not os.environ.get("FLEET_TEST_KEEP"):
+            remove()
+
+
+def test_an_lxd_host_moves_to_incus_with_its_fleet(nested_host, tmp_path):
+    key = nested_host
+    member_key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dana@test", "-f", str(member_key)], check=True)
+    extra = tmp_path / "member.yml"
+    extra.write_text(yaml.safe_dump({"all": {"children": {"fleet": {"children": {"box": {"hosts": {NODE: {
+        "fleet_member": {"login": LOGIN, "name": "Dana Test", "email": "dana@adelie.invalid",
+                         "ssh_key": member_key.with_suffix(".pub").read_text().strip()}}}}}}}}}))
+
+    def play(playbook, *args):
+        return run_playbook(playbook, "-i", str(extra), *args, inventory=INVENTORY)
+
+    def on_host(cmd):
+        return ssh(key, HOST_ADDRESS, cmd)
+
+    # The fleet on LXD: the host, the container, the teammate's account, the exporters and LXD's metrics.
+    for playbook, args in (("playbooks/host.yml", ()), ("playbooks/fleet.yml", ()), ("playbooks/nodes.yml", ("--tags", "account")),
+                           ("playbooks/observability.yml", ())):
+        result = play(playbook, *args)
+        assert result.rc == 0, str(result)
+    ssh(key, NODE_ADDRESS, "echo root-work > /root/notes.txt", check=True)
+    ssh(key, NODE_ADDRESS, "su - %s -c 'echo dana-work > notes.txt'" % LOGIN, check=True)
+    assert re.search(r'^lxd_cpu_seconds_total\{.*name="%s"' % NODE, on_host(METRICS_CURL).stdout, re.M)
+
+    # Refused while the inventory still names LXD: nothing changes.
+    refused = play("playbooks/migrate_to_incus.yml")
+    assert refused.rc != 0 and "Set fleet_backend: incus" in refused.out, str(refused)
+    assert on_host("test -d /var/backups/adelie-fleet").returncode != 0
+
+    moved = play("playbooks/migrate_to_incus.yml", "-e", "fleet_backend=incus")
+    assert moved.rc == 0, str(moved)
+
+    # On the host: Incus runs the node, LXD is gone, and the node was snapshotted and exported first.
+    assert on_host("%s list --format csv --columns ns" % INCUS["cli"]).stdout.split() == ["%s,RUNNING" % NODE]
+    # lxd-to-incus --yes purges the packages of Debian's LXD.
+    status = on_host("dpkg-query --show --showformat='${db:Status-Status} ' lxd lxd-client").stdout
+    assert "installed" not in status.replace("not-installed", ""), status
+    assert on_host("test -e " + LXD["var_dir"]).returncode != 0
+    exports = on_host("stat --format=%%s /var/backups/adelie-fleet/%s-migrate-*.tar.zst" % NODE).stdout.split()
+    assert len(exports) == 1 and int(exports[0]) > 1024 * 1024, exports
+    assert "migrate-" in on_host("%s query /1.0/instances/%s/snapshots" % (INCUS["cli"], NODE)).stdout
+    # In the node: its data, address and limits.
+    assert ssh(key, NODE_ADDRESS, "cat /root/notes.txt").stdout == "root-work\n"
+    assert ssh(key, NODE_ADDRESS, "ip -4 -brief address show eth0").stdout.split()[2] == NODE_ADDRESS + "/24"
+    assert ssh(key, NODE_ADDRESS, "nproc").stdout.strip() == "1"
+    assert ssh(key, NODE_ADDRESS, "grep MemTotal /proc/meminfo").stdout.split()[1] == str(512 * 1024)
+    # The teammate still logs in with their own key, and finds their files.
+    assert ssh(member_key, NODE_ADDRESS, "cat notes.txt", user=LOGIN).stdout == "dana-work\n"
+    # The scrape targets: the node's exporter, and the daemon's metrics with the same client certificate.
+    assert on_host("curl -sf http://%s:9100/metrics | grep -c ^node_uname_info" % NODE_ADDRESS).stdout.strip() == "1"
+    assert re.search(r'^incus_cpu_seconds_total\{.*name="%s"' % NODE, on_host(METRICS_CURL).stdout, re.M)
+
+    # Run again: nothing left to move, and the converged fleet does not change.
+    again = play("playbooks/migrate_to_incus.yml", "-e", "fleet_backend=incus")
+    assert again.rc == 0 and again.changed_hosts() == {}, str(again)
+    assert "holds no LXD data" in again.out
