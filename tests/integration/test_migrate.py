@@ -66,11 +66,12 @@ NESTING_SETUP = " && ".join(
        "mkdir -p /var/lib/adelie-fleet-pool"])
 
 
-def ssh(key, target, cmd, user="root", check=False):
-    """cmd on the nested host, or on its node through it (as the inventory reaches it)."""
+def ssh(key, target, cmd, user="root", check=False, jump_key=None):
+    """cmd on the nested host, or on its node through it (as the inventory reaches it; the jump with
+    jump_key, by default key)."""
     command = ["ssh", *SSH_OPTIONS.split(), "-i", str(key)]
     if target != HOST_ADDRESS:
-        command += ["-o", "ProxyCommand=ssh %s -i %s -W %%h:%%p root@%s" % (SSH_OPTIONS, key, HOST_ADDRESS)]
+        command += ["-o", "ProxyCommand=ssh %s -i %s -W %%h:%%p root@%s" % (SSH_OPTIONS, jump_key or key, HOST_ADDRESS)]
     return subprocess.run(command + ["%s@%s" % (user, target), cmd], capture_output=True, text=True, check=check, timeout=300)
 
 
@@ -153,7 +154,7 @@ def test_an_lxd_host_moves_to_incus_with_its_fleet(nested_host, tmp_path):
     assert ssh(key, NODE_ADDRESS, "nproc").stdout.strip() == "1"
     assert ssh(key, NODE_ADDRESS, "grep MemTotal /proc/meminfo").stdout.split()[1] == str(512 * 1024)
     # The teammate still logs in with their own key, and finds their files.
-    assert ssh(member_key, NODE_ADDRESS, "cat notes.txt", user=LOGIN).stdout == "dana-work\n"
+    assert ssh(member_key, NODE_ADDRESS, "cat notes.txt", user=LOGIN, jump_key=key).stdout == "dana-work\n"
     # The scrape targets: the node's exporter, and the daemon's metrics with the same client certificate.
     assert on_host(fetch("http://%s:9100/metrics" % NODE_ADDRESS)).stdout.count("\nnode_uname_info{") == 1
     assert re.search(r'^incus_cpu_seconds_total\{.*name="%s"' % NODE, on_host(fetch("https://10.10.30.1:8444/1.0/metrics", certificate=True)).stdout, re.M)
