@@ -1,31 +1,19 @@
 # -*- coding: utf-8 -*-
 # Copyright: Adelie infra team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Shared pylxd access for the collection's LXD modules: one client, one import guard."""
+"""The collection's LXD/Incus modules reach their daemon here: community.general's REST client over the unix
+socket (the same client its lxd_* modules use; Python's standard library only), so the LXD host needs no
+pylxd, whether it is the controller or a remote host."""
 
 from __future__ import annotations
 
-import traceback
+from urllib.parse import quote
 
-from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.adelie.fleet.plugins.module_utils.backend import backend
+from ansible_collections.community.general.plugins.module_utils.lxd import LXDClient, LXDClientException
 
 __metaclass__ = type
 
-try:
-    import pylxd
-    from pylxd.exceptions import LXDAPIException, NotFound
-except ImportError:
-    pylxd = None
-    PYLXD_IMPORT_ERROR = traceback.format_exc()
-
-    class LXDAPIException(Exception):
-        """Stands in for pylxd's so that except clauses still parse without pylxd."""
-
-    class NotFound(LXDAPIException):
-        """Stands in for pylxd's."""
-else:
-    PYLXD_IMPORT_ERROR = None
 
 LXD_COMMON_ARGS = dict(
     project=dict(type="str", default="default"),
@@ -34,21 +22,19 @@ LXD_COMMON_ARGS = dict(
 
 
 def lxd_client(module):
-    """A pylxd client for the module's project, over the given unix socket (callers pass the model's,
-    fleet_model.backend.socket), else the default backend's of module_utils/backend.py."""
-    if pylxd is None:
-        module.fail_json(msg=missing_required_lib("pylxd"), exception=PYLXD_IMPORT_ERROR)
-    try:
-        return pylxd.Client(endpoint=module.params.get("socket") or backend()["socket"], project=module.params["project"])
-    except Exception as error:  # pylxd raises several kinds when the daemon is unreachable
-        module.fail_json(msg="cannot reach LXD: %s" % error)
+    """A client over the given unix socket (callers pass the model's, fleet_model.backend.socket), else the
+    default backend's of module_utils/backend.py."""
+    return LXDClient("unix:" + (module.params.get("socket") or backend()["socket"]))
 
 
-def get_instance(module, client, name):
-    """The instance, or a clear failure naming it and its project."""
+def api(module, client, method, path, body=None, what=None):
+    """The metadata of path in the module's project (an operation waited for); None when it does not exist
+    (404). Any other error fails the module, naming what was being done."""
+    url = "%s%sproject=%s" % (path, "&" if "?" in path else "?", quote(module.params["project"], safe=""))
     try:
-        return client.instances.get(name)
-    except NotFound:
-        module.fail_json(msg="no instance %s in LXD project %s" % (name, module.params["project"]))
-    except LXDAPIException as error:
-        module.fail_json(msg="LXD refused to read instance %s: %s" % (name, error))
+        answer = client.do(method, url, body_json=body, ok_error_codes=[404])
+    except LXDClientException as error:
+        module.fail_json(msg="%s failed: %s" % (what or "%s %s" % (method, path), error.msg))
+    if answer.get("type") == "error":
+        return None
+    return answer.get("metadata")

@@ -15,9 +15,8 @@ description:
   - Takes a snapshot named C(<prefix>-YYYYMMDD-HHMMSS) (UTC) of an instance, then deletes the oldest snapshots with
     that prefix beyond O(keep). Snapshots with other names are never touched.
   - Used before destructive or restarting operations on a fleet node (offboarding, config changes).
-  - community.general.lxd_container has no snapshot support, hence this module, on pylxd.
-requirements:
-  - pylxd
+  - community.general.lxd_container has no snapshot support, hence this module, on the same REST client over the
+    daemon's unix socket (nothing to install on the LXD host).
 attributes:
   check_mode:
     support: full
@@ -84,7 +83,7 @@ import re
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.adelie.fleet.plugins.module_utils.lxd import LXD_COMMON_ARGS, LXDAPIException, get_instance, lxd_client
+from ansible_collections.adelie.fleet.plugins.module_utils.lxd import LXD_COMMON_ARGS, api, lxd_client
 
 
 def main():
@@ -95,12 +94,17 @@ def main():
         state=dict(type="str", choices=["present", "pruned"], default="present"),
         **LXD_COMMON_ARGS
     ), supports_check_mode=True)
-    prefix, keep = module.params["prefix"], module.params["keep"]
+    name, prefix, keep = module.params["name"], module.params["prefix"], module.params["keep"]
     if keep < 0:
         module.fail_json(msg="keep must be 0 or more, not %d" % keep)
-    instance = get_instance(module, lxd_client(module), module.params["name"])
+    client = lxd_client(module)
+    snapshots = "/1.0/instances/%s/snapshots" % name
+    # None: no such instance, or an empty list answered as null; the instance itself tells which.
+    urls = api(module, client, "GET", snapshots, what="reading the snapshots of %s" % name)
+    if urls is None and api(module, client, "GET", "/1.0/instances/%s" % name) is None:
+        module.fail_json(msg="no instance %s in project %s" % (name, module.params["project"]))
     pattern = re.compile(r"^%s-\d{8}-\d{6}$" % re.escape(prefix))
-    ours = sorted(s.name for s in instance.snapshots.all() if pattern.match(s.name))
+    ours = sorted(url.rsplit("/", 1)[-1] for url in urls or [] if pattern.match(url.rsplit("/", 1)[-1]))
 
     result = dict(changed=False, deleted=[])
     if module.params["state"] == "present":
@@ -110,22 +114,16 @@ def main():
             snapshot = "%s-%s" % (prefix, time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
         result.update(changed=True, snapshot=snapshot)
         if not module.check_mode:
-            try:
-                instance.snapshots.create(snapshot, wait=True)
-            except LXDAPIException as error:
-                module.fail_json(msg="snapshot %s of %s failed: %s" % (snapshot, instance.name, error))
+            api(module, client, "POST", snapshots, {"name": snapshot}, what="snapshot %s of %s" % (snapshot, name))
         ours.append(snapshot)
 
     surplus = ours[:-keep] if keep and len(ours) > keep else []
-    for name in surplus:
+    for old in surplus:
         if not module.check_mode:
-            try:
-                instance.snapshots.get(name).delete(wait=True)
-            except LXDAPIException as error:
-                module.fail_json(msg="deleting snapshot %s of %s failed: %s" % (name, instance.name, error), **result)
-        result["deleted"].append(name)
+            api(module, client, "DELETE", "%s/%s" % (snapshots, old), what="deleting snapshot %s of %s" % (old, name))
+        result["deleted"].append(old)
     result["changed"] = result["changed"] or bool(surplus)
-    result["kept"] = [name for name in ours if name not in surplus]
+    result["kept"] = [snapshot for snapshot in ours if snapshot not in surplus]
     module.exit_json(**result)
 
 
