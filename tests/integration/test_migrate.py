@@ -163,3 +163,13 @@ def test_an_lxd_host_moves_to_incus_with_its_fleet(nested_host, tmp_path):
     again = play("playbooks/migrate_to_incus.yml", "-e", "fleet_backend=incus")
     assert again.rc == 0 and again.changed_hosts() == {}, str(again)
     assert "holds no LXD data" in again.out
+
+
+def test_a_host_without_systemd_is_refused_before_anything_changes(lab, tmp_path):
+    """This machine (its PID 1 is neither systemd nor OpenRC): refused by name. In check mode, so that a
+    refusal that broke could not touch the lab either."""
+    exports = tmp_path / "exports"
+    result = lab.playbook("playbooks/migrate_to_incus.yml", "--check", "-e", "fleet_backend=incus",
+                          "-e", "fleet_export_dir=%s" % exports)
+    assert result.rc != 0 and "cannot move to Incus" in result.out and "systemd or OpenRC only" in result.out, str(result)
+    assert not exports.exists()
