@@ -22,7 +22,7 @@ class FakeDaemon:
         self.names, self.exists, self.refuse, self.calls = list(names), exists, refuse, []
 
     def do(self, method, url, body_json=None, ok_error_codes=None, **_kwargs):
-        path, _, query = url.partition("?")
+        path, query = url.split("?", 1)
         self.calls.append((method, path, query, body_json))
         if method == self.refuse:
             raise LXDClientException("the daemon refused")
