@@ -96,11 +96,14 @@ class LXDConnection(http.client.HTTPConnection):
         return data
 
 
-def delete_logs(lxd, name, project, operation):
-    """Delete the exec's log files (named after its operation), or they pile up in /var/log/lxd/<name>."""
-    for stream in ("stdout", "stderr"):
+def delete_logs(lxd, name, project, operation, output):
+    """Delete the exec's log files, or they pile up in the daemon's log directory: those the operation names
+    (Incus keeps them under logs/exec-output/), else LXD's names for them (an exec that failed names none)."""
+    urls = list(output.values()) if output else [
+        "/1.0/instances/%s/logs/exec_%s.%s" % (name, operation, stream) for stream in ("stdout", "stderr")]
+    for url in urls:
         try:
-            lxd.call("DELETE", "/1.0/instances/%s/logs/exec_%s.%s" % (name, operation, stream), project)
+            lxd.call("DELETE", url, project)
         except LXDError as error:
             print("rest %s: %s" % (name, error), file=sys.stderr)
 
@@ -120,7 +123,7 @@ def rest_exec(lxd, name, project, marker, timeout):
         operation = lxd.call("GET", "/1.0/operations/%s/wait?timeout=%d" % (operation["id"], wait), project)
         result = operation["metadata"] or {}
         stdout = lxd.call("GET", result["output"]["1"], project).decode() if "output" in result else ""
-        delete_logs(lxd, name, project, operation["id"])  # whatever became of the exec (failed ones too)
+        delete_logs(lxd, name, project, operation["id"], result.get("output"))  # whatever became of the exec
         if operation["status"] == "Running":
             raise TimeoutError("operation %s still running" % operation["id"])
         if operation["status"] != "Success":
