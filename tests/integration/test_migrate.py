@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible_collections.adelie.fleet.plugins.module_utils.backend import backend
-from conftest import SSH_OPTIONS, eventually, run_playbook
+from conftest import GATEWAY, SSH_OPTIONS, eventually, run_playbook
 
 INVENTORY = Path(__file__).resolve().parent / "inventory_migrate"
 PROJECT = "fleet-test-mig"
@@ -62,7 +62,7 @@ NESTING_SETUP = " && ".join(
        for name, options in sorted(cgroup_v1_mounts().items())]
     + ["mkdir -p /etc/systemd/system/lxcfs.service.d",
        "printf '[Unit]\\nConditionVirtualization=\\n' > /etc/systemd/system/lxcfs.service.d/nested.conf",
-       "printf 'Acquire::http::Proxy \"http://10.10.10.1:3142\";\\n' > /etc/apt/apt.conf.d/01adelie-proxy",
+       "printf 'Acquire::http::Proxy \"http://%s:3142\";\\n' > /etc/apt/apt.conf.d/01adelie-proxy" % GATEWAY,
        "mkdir -p /var/lib/adelie-fleet-pool"])
 
 
