@@ -36,6 +36,12 @@ DEFAULT_PROJECT = "default"
 # fleet never shares the lab's), and the file holding its vault password.
 SECRETS_FILE = "~/.config/adelie-fleet/%s-shared-services.vault.yml"
 DEFAULT_VAULT_PASSWORD_FILE = "~/.config/adelie-fleet/vault-pass"
+# The fleet's certificate authority on the controller (one per project, beside the store): the registry's
+# certificate is signed by it and every Docker node trusts it for the registry.
+CA_DIR = "~/.config/adelie-fleet/%s-ca"
+# The image registry runs on the first infra node (sorted by name), on this port of its bridge address.
+REGISTRY_ROLE = "infra"
+REGISTRY_PORT = 5000
 # build_model's options and the inventory variable each one is read from: by adelie.fleet.fleet_model (for an
 # option its task does not give), bench/health_sweep.py and the integration tests, so all build one model.
 INVENTORY_VARIABLES = {
@@ -305,7 +311,8 @@ def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_A
       role's name); by default deploy and staging, those the fleet has. Every member is a tenant (dev_<login>).
     secrets_file, vault_password_file: the shared services' password store on the controller (by default
       one per project) and its vault password file.
-    The global facts (project, lxd_host, backend, the store, environments, tenants) are in the model, and a node's
+    The global facts (project, lxd_host, backend, the store, the CA, the registry, environments, tenants) are in
+    the model, and a node's
     (project, lxd_host, tenant) in its entry, so that no role derives them again.
     Raises FleetError naming every bad node and field.
     """
@@ -401,13 +408,18 @@ def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_A
         }
         for role, spec in role_specs.items()
     }
+    registry_node = next((node for _, node in sorted(model_nodes.items()) if node["role"] == REGISTRY_ROLE), None)
+    registry = None
+    if registry_node:
+        registry = {"node": registry_node["name"], "address": registry_node["ipv4"], "port": REGISTRY_PORT,
+                    "host": "%s:%d" % (registry_node["ipv4"], REGISTRY_PORT)}
     return {"nodes": model_nodes, "profiles": profiles, "pools": pool_sizes,
             "members": {node["member"]["login"]: name for name, node in model_nodes.items() if node["member"]},
             "network": {"name": bridge_name, "ipv4": str(bridge), "subnet": str(bridge.network),
                         "gateway": str(bridge.ip)},
             "project": project, "lxd_host": lxd_host, "environments": environments, "tenants": tenant_names,
             "secrets_file": secrets_file, "vault_password_file": vault_password_file,
-            "backend": backend_entry(backend)}
+            "ca_dir": CA_DIR % project, "registry": registry, "backend": backend_entry(backend)}
 
 
 def model_from_inventory(hostvars, groups, options, nodes=None):

@@ -421,6 +421,10 @@ def test_global_facts_defaults():
     assert model["tenants"] == ["deploy", "dev_alice"]
     assert model["secrets_file"] == "~/.config/adelie-fleet/default-shared-services.vault.yml"
     assert model["vault_password_file"] == "~/.config/adelie-fleet/vault-pass"
+    assert model["ca_dir"] == "~/.config/adelie-fleet/default-ca"
+    # The registry is the first infra node's, on its bridge address.
+    assert model["registry"] == {"node": "infra-server", "address": model["nodes"]["infra-server"]["ipv4"],
+                                 "port": 5000, "host": model["nodes"]["infra-server"]["ipv4"] + ":5000"}
     nodes = model["nodes"]
     assert {name: (n["project"], n["lxd_host"], n["tenant"]) for name, n in nodes.items()} == {
         "deploy-1": ("default", None, "deploy"), "dev-a": ("default", None, "dev_alice"),
@@ -437,6 +441,10 @@ def test_global_facts_from_the_options():
     assert model["secrets_file"] == "~/.config/adelie-fleet/fleet-test-shared-services.vault.yml"
     infra = model["nodes"]["infra-server"]
     assert (infra["project"], infra["lxd_host"], infra["tenant"]) == ("fleet-test", "lab-host", "infra")
+    assert model["ca_dir"] == "~/.config/adelie-fleet/fleet-test-ca"
+    # A fleet without an infra node has no registry.
+    no_infra = {name: node for name, node in fleet().items() if "infra" not in node["groups"]}
+    assert build_model(no_infra, ROLES, NETWORK, POOLS)["registry"] is None
     named = build_model(fleet(), ROLES, NETWORK, POOLS, secrets_file="/srv/store.yml", vault_password_file="/srv/pass")
     assert (named["secrets_file"], named["vault_password_file"]) == ("/srv/store.yml", "/srv/pass")
 
