@@ -16,8 +16,8 @@ description:
   - Keeps one JSON file per environment (C(<dir>/<env>.json)) with its releases, oldest first, each with its
     commit, image references, digests, time, who started it and the outcome.
   - V(read) returns the history, the current release and the one a rollback goes back to.
-  - V(record) appends a release and rewrites node-exporter's textfile (C(adelie_fleet_release_*) metrics) for the
-    environment.
+  - V(record) appends a release and rewrites the environment's node-exporter textfile (C(adelie_fleet_release_*)
+    metrics).
   - The release a rollback goes back to is the newest deployed release before the current one that is neither the
     current commit nor a commit an earlier rollback left, so that repeated rollbacks walk back in time.
 attributes:
@@ -46,9 +46,14 @@ options:
       - For V(record), the release; C(commit) and C(outcome) (C(deployed), C(rolled_back) or C(rollback_failed))
         are required, the rest (images, digests, time, who, duration, via, from, evidence) is kept as given.
     type: dict
-  textfile_dir:
-    description: node-exporter's textfile directory for the metrics; not set, no metrics are written.
+  textfile:
+    description: The metrics' file in node-exporter's textfile directory (C(*.prom)); not set, no metrics are written.
     type: path
+  node:
+    description:
+      - The environment's node, the metrics' C(node) label (Prometheus keeps the labels of the LXD host's textfile
+        metrics), so that alerts name it.
+    type: str
   keep:
     description: The newest releases kept in the file.
     type: int
@@ -67,7 +72,7 @@ EXAMPLES = r"""
     dir: /var/lib/adelie-fleet/releases
     env: staging
     state: record
-    textfile_dir: /var/lib/prometheus/node-exporter
+    textfile: /var/lib/prometheus/node-exporter/adelie_fleet_release_default_staging.prom
     release:
       commit: 3f2a9c1d0e8b7a6f5e4d3c2b1a0f9e8d7c6b5a49
       outcome: deployed
@@ -121,30 +126,34 @@ def previous(releases):
     return None
 
 
-def metrics(env, releases):
-    """node-exporter textfile lines for the environment."""
-    label = env.replace("\\", "\\\\").replace('"', '\\"')
+def _label(value):
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def metrics(env, releases, node=None):
+    """node-exporter textfile lines for the environment (its node as the node label, when given)."""
+    labels = 'env="%s"' % _label(env) + (',node="%s"' % _label(node) if node else "")
     lines = [
         "# HELP adelie_fleet_release_info The release running in the environment (value 1).",
         "# TYPE adelie_fleet_release_info gauge",
     ]
     now = current(releases)
     if now:
-        lines.append('adelie_fleet_release_info{env="%s",commit="%s"} 1' % (label, now["commit"]))
+        lines.append('adelie_fleet_release_info{%s,commit="%s"} 1' % (labels, _label(now["commit"])))
     last = releases[-1] if releases else None
     lines += [
         "# HELP adelie_fleet_release_last_deploy_timestamp_seconds When the environment's last deploy or rollback ended.",
         "# TYPE adelie_fleet_release_last_deploy_timestamp_seconds gauge",
     ]
     if last:
-        lines.append('adelie_fleet_release_last_deploy_timestamp_seconds{env="%s"} %d' % (label, last.get("time", 0)))
+        lines.append('adelie_fleet_release_last_deploy_timestamp_seconds{%s} %d' % (labels, last.get("time", 0)))
     lines += [
         "# HELP adelie_fleet_release_last_outcome The outcome of the environment's last deploy (1 for the outcome it had).",
         "# TYPE adelie_fleet_release_last_outcome gauge",
     ]
     for outcome in OUTCOMES:
         value = 1 if last and last["outcome"] == outcome else 0
-        lines.append('adelie_fleet_release_last_outcome{env="%s",outcome="%s"} %d' % (label, outcome, value))
+        lines.append('adelie_fleet_release_last_outcome{%s,outcome="%s"} %d' % (labels, outcome, value))
     return "\n".join(lines) + "\n"
 
 
@@ -162,7 +171,8 @@ def main():
         env=dict(type="str", required=True),
         state=dict(type="str", choices=["read", "record"], default="read"),
         release=dict(type="dict"),
-        textfile_dir=dict(type="path"),
+        textfile=dict(type="path"),
+        node=dict(type="str"),
         keep=dict(type="int", default=100),
     ), required_if=[("state", "record", ["release"])], supports_check_mode=True)
     env, release = module.params["env"], module.params["release"]
@@ -192,10 +202,9 @@ def main():
             os.makedirs(module.params["dir"], mode=0o755, exist_ok=True)
             write_atomic(module, path, json.dumps({"env": env, "releases": releases}, indent=2, sort_keys=True) + "\n",
                          0o644)
-            if module.params["textfile_dir"]:
-                os.makedirs(module.params["textfile_dir"], mode=0o755, exist_ok=True)
-                write_atomic(module, os.path.join(module.params["textfile_dir"], "adelie_fleet_release_%s.prom" % env),
-                             metrics(env, releases), 0o644)
+            if module.params["textfile"]:
+                os.makedirs(os.path.dirname(module.params["textfile"]), mode=0o755, exist_ok=True)
+                write_atomic(module, module.params["textfile"], metrics(env, releases, module.params["node"]), 0o644)
     module.exit_json(changed=changed, releases=releases, current=current(releases), previous=previous(releases))
 
 

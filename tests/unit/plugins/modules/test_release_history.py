@@ -26,14 +26,14 @@ def test_an_empty_history_reads_as_none(capsys, tmp_path):
 
 def test_record_writes_the_history_and_the_metrics(capsys, tmp_path):
     textfiles = tmp_path / "textfile"
-    run(capsys, tmp_path, state="record", release=release("a" * 40, time=100), textfile_dir=str(textfiles))
-    result = run(capsys, tmp_path, state="record", release=release("b" * 40, time=200), textfile_dir=str(textfiles))
+    run(capsys, tmp_path, state="record", release=release("a" * 40, time=100), textfile=str(textfiles / "release.prom"))
+    result = run(capsys, tmp_path, state="record", release=release("b" * 40, time=200), textfile=str(textfiles / "release.prom"))
     assert result["changed"] is True
     assert [r["commit"] for r in result["releases"]] == ["a" * 40, "b" * 40]
     assert result["current"]["commit"] == "b" * 40 and result["previous"]["commit"] == "a" * 40
     stored = json.loads((tmp_path / "releases" / "staging.json").read_text())
     assert stored["releases"][-1] == {"commit": "b" * 40, "outcome": "deployed", "time": 200, "env": "staging"}
-    prom = (textfiles / "adelie_fleet_release_staging.prom").read_text()
+    prom = (textfiles / "release.prom").read_text()
     assert 'adelie_fleet_release_info{env="staging",commit="%s"} 1' % ("b" * 40) in prom
     assert 'adelie_fleet_release_last_deploy_timestamp_seconds{env="staging"} 200' in prom
     assert 'adelie_fleet_release_last_outcome{env="staging",outcome="deployed"} 1' in prom
@@ -42,12 +42,13 @@ def test_record_writes_the_history_and_the_metrics(capsys, tmp_path):
 
 def test_a_rolled_back_deploy_keeps_the_current_release_and_says_so(capsys, tmp_path):
     textfiles = tmp_path / "textfile"
-    run(capsys, tmp_path, state="record", release=release("good"), textfile_dir=str(textfiles))
-    result = run(capsys, tmp_path, state="record", release=release("bad", "rolled_back"), textfile_dir=str(textfiles))
+    run(capsys, tmp_path, state="record", release=release("good"), textfile=str(textfiles / "release.prom"), node="staging-1")
+    result = run(capsys, tmp_path, state="record", release=release("bad", "rolled_back"), textfile=str(textfiles / "release.prom"),
+                 node="staging-1")
     assert result["current"]["commit"] == "good"
-    prom = (textfiles / "adelie_fleet_release_staging.prom").read_text()
-    assert 'adelie_fleet_release_info{env="staging",commit="good"} 1' in prom
-    assert 'adelie_fleet_release_last_outcome{env="staging",outcome="rolled_back"} 1' in prom
+    prom = (textfiles / "release.prom").read_text()
+    assert 'adelie_fleet_release_info{env="staging",node="staging-1",commit="good"} 1' in prom
+    assert 'adelie_fleet_release_last_outcome{env="staging",node="staging-1",outcome="rolled_back"} 1' in prom
 
 
 @pytest.mark.parametrize("history, expected", [
