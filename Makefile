@@ -144,6 +144,7 @@ verify: venv
 bench: venv
 	bench/converge.sh
 	bench/sweep_scale.sh
+	bench/deploy.sh
 	$(BIN)/python bench/plan_scale.py
 	$(BIN)/python bench/summary.py
 

@@ -30,9 +30,15 @@ def git(*args, cwd=None):
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True, env=env).stdout.strip()
 
 
+def forget_releases():
+    subprocess.run("rm -rf %s %s" % (os.path.dirname(HISTORY), PROM % "*"), shell=True, check=True)  # noqa: S602
+
+
 @pytest.fixture(scope="module")
 def commits(lab, tmp_path_factory):
-    """{good, good2, bad}: three commits on top of the fixture's main, each pushed as its own branch."""
+    """{good, good2, bad}: three commits on top of the fixture's main, each pushed as its own branch. Afterwards
+    the environments run the fixture's own images again (the later tests expect them) and the history goes."""
+    forget_releases()
     clone = tmp_path_factory.mktemp("app") / "app"
     git("clone", "-q", APP_REPO, str(clone))
     found = {}
@@ -50,6 +56,10 @@ def commits(lab, tmp_path_factory):
     yield found
     for branch in BRANCHES:
         subprocess.run(["git", "-C", APP_REPO, "branch", "-D", branch], capture_output=True, check=False)
+    for node in ("ft-staging", "ft-deploy"):
+        lab.exec(node, "cd %s && rm -f docker-compose.override.yml && docker-compose -p fleet-app up -d"
+                 % lab.nodes[node]["app_dir"], check=True)
+    forget_releases()
 
 
 def model(lab):

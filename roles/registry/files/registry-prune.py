@@ -36,7 +36,8 @@ def main():
         parser.error("--keep must be 1 or more")
     context = ssl.create_default_context(cafile=args.ca)
     base = args.registry.rstrip("/")
-    repositories = request(base, context, "/v2/_catalog?n=10000")[1].get("repositories") or []
+    # 1000: distribution 2.8 refuses a larger page.
+    repositories = request(base, context, "/v2/_catalog?n=1000")[1].get("repositories") or []
     for repo in repositories:
         tags = request(base, context, "/v2/%s/tags/list" % repo)[1].get("tags") or []
         images = []

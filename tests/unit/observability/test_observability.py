@@ -137,6 +137,7 @@ KNOWN_METRICS = {
     "adelie_fleet_health_findings", "adelie_fleet_health_repairs", "adelie_fleet_health_container_unhealthy",
     "adelie_fleet_health_jwt_secret_weak", "adelie_fleet_health_last_sweep_timestamp_seconds",
     "adelie_fleet_health_node_up",
+    "adelie_fleet_release_info", "adelie_fleet_release_last_outcome", "adelie_fleet_release_last_deploy_timestamp_seconds",
     "http_requests_total", "http_request_duration_seconds_bucket", "app_requests_total", "app_jwt_secret_ok",
     "container_cpu_usage_seconds_total", "container_memory_usage_bytes", "container_memory_working_set_bytes",
     "container_network_receive_bytes_total", "container_network_transmit_bytes_total", "container_last_seen",
