@@ -408,7 +408,7 @@ def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_A
         }
         for role, spec in role_specs.items()
     }
-    registry_node = next((node for _, node in sorted(model_nodes.items()) if node["role"] == REGISTRY_ROLE), None)
+    registry_node = next((model_nodes[name] for name in sorted(model_nodes) if model_nodes[name]["role"] == REGISTRY_ROLE), None)
     registry = None
     if registry_node:
         registry = {"node": registry_node["name"], "address": registry_node["ipv4"], "port": REGISTRY_PORT,

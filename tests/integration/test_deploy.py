@@ -97,7 +97,7 @@ def health(lab, node):
 def posts(receiver, env, outcome):
     """The webhook's Discord embeds for env with that outcome."""
     found = []
-    for _, path, body in receiver.posts:
+    for _time, path, body in receiver.posts:
         if path != "/deploy":
             continue
         fields = {field["name"]: field["value"] for field in body["embeds"][0]["fields"]}

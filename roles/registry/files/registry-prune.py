@@ -47,9 +47,9 @@ def main():
             images.append((config.get("created", ""), tag, headers["Docker-Content-Digest"]))
         images.sort(reverse=True)
         kept, old = images[:args.keep], images[args.keep:]
-        kept_digests = {digest for _, _, digest in kept}
+        kept_digests = {image[2] for image in kept}
         deleted = []
-        for _, tag, digest in old:
+        for _created, tag, digest in old:
             if digest in kept_digests:
                 continue
             try:
@@ -58,7 +58,7 @@ def main():
                 if error.code != 404:  # a digest two old tags share is gone after the first
                     raise
             deleted.append(tag)
-        print("%s: kept %s; deleted %s" % (repo, " ".join(t for _, t, _ in kept) or "-", " ".join(deleted) or "-"))
+        print("%s: kept %s; deleted %s" % (repo, " ".join(image[1] for image in kept) or "-", " ".join(deleted) or "-"))
     return 0
 
 

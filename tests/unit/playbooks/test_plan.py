@@ -55,7 +55,7 @@ def test_the_model_gives_each_node_its_services(tmp_path):
     assert infra[:3] == [sshd, exporter, docker]
     assert [service["unit"] for service in infra[3:]] == [
         "postgresql@15-main.service", "redis-server.service", "prometheus.service",
-        "prometheus-alertmanager.service", "grafana-server.service", "loki.service"]
+        "prometheus-alertmanager.service", "docker-registry.service", "grafana-server.service", "loki.service"]
 
 
 GLOBALS = ("{{ {'model': fleet_model | dict2items | selectattr('key', 'in', ['project', 'lxd_host', 'environments', "
@@ -64,11 +64,11 @@ GLOBALS = ("{{ {'model': fleet_model | dict2items | selectattr('key', 'in', ['pr
 
 
 def test_the_model_hands_out_the_global_facts(tmp_path):
-    # The test fleet's own LXD project; it has no staging role, so deploy is its one environment.
+    # The test fleet's own LXD project, with both environments (deploy and staging: test_deploy.py).
     shown = _show(tmp_path, GLOBALS, REPO / "tests" / "integration" / "inventory")
     assert shown["model"] == {
-        "project": "fleet-test", "lxd_host": "localhost", "environments": ["deploy"],
-        "tenants": ["deploy", "dev_alice", "dev_bob"],
+        "project": "fleet-test", "lxd_host": "localhost", "environments": ["deploy", "staging"],
+        "tenants": ["deploy", "dev_alice", "dev_bob", "staging"],
         "secrets_file": "~/.config/adelie-fleet/fleet-test-shared-services.vault.yml",
         "vault_password_file": "~/.config/adelie-fleet/vault-pass"}
     assert shown["node"] == ["fleet-test", "localhost", "dev_alice"]
@@ -77,6 +77,10 @@ def test_the_model_hands_out_the_global_facts(tmp_path):
     shown = _show(tmp_path, GLOBALS, REPO / "tests" / "integration" / "inventory", "-e", json.dumps(extra))
     assert (shown["model"]["tenants"], shown["model"]["secrets_file"]) == (
         ["deploy", "dev_alice", "dev_bob", "infra"], "/srv/store.yml")
+    # The registry and the CA, from the model too.
+    registry = _show(tmp_path, "{{ [fleet_model.registry, fleet_model.ca_dir] }}", REPO / "tests" / "integration" / "inventory")
+    assert registry == [{"node": "ft-infra", "address": "10.10.10.210", "port": 5000, "host": "10.10.10.210:5000"},
+                        "~/.config/adelie-fleet/fleet-test-ca"]
 
 
 def test_plan_refuses_deploy_test_back_at_64_gib(tmp_path):
