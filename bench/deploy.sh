@@ -50,16 +50,17 @@ record deploy_rolled_back
 
 # The floor: the same work by hand on the staging node, one SSH command: fetch and unpack a new commit, build
 # and push both images, pull them back (cached), up -d with them. No gate, no record, no Ansible.
-git -C "$work/app" revert -q --no-edit HEAD
+git -C "$work/app" reset -q --hard HEAD~1
 echo "<!-- floor $(date +%s) -->" >>"$work/app/frontend/index.html"
 commit_as bench-deploy-floor
 floor_commit=$(git -C "$work/app" rev-parse HEAD)
-read -r staging registry < <(ansible -i "$INVENTORY" localhost -m adelie.fleet.fleet_model -o | python3 -c '
+# The lab's fixture repository is served by git daemon on the bridge's gateway (roles/lab_fixture_app).
+read -r staging registry repo_url < <(ansible -i "$INVENTORY" localhost -m adelie.fleet.fleet_model -o 2>/dev/null | python3 -c '
 import json, sys
 model = json.loads(sys.stdin.read().split("=>", 1)[1])["fleet"]
-print(next(n["ipv4"] for n in model["nodes"].values() if n["role"] == "staging"), model["registry"]["host"])')
-key=$(ansible -i "$INVENTORY" staging -m ansible.builtin.debug -a var=fleet_ssh_key_file -o | sed 's/.*"fleet_ssh_key_file": "\([^"]*\)".*/\1/')
-repo_url=$(ansible -i "$INVENTORY" staging -m ansible.builtin.debug -a var=dev_toolchain_app_repo -o | sed 's/.*"dev_toolchain_app_repo": "\([^"]*\)".*/\1/')
+print(next(n["ipv4"] for n in model["nodes"].values() if n["role"] == "staging"), model["registry"]["host"],
+      "git://%s/fleet-app.git" % model["network"]["gateway"])')
+key=$(ansible -i "$INVENTORY" staging -m ansible.builtin.debug -a var=fleet_ssh_key_file -o 2>/dev/null | sed 's/.*"fleet_ssh_key_file": "\([^"]*\)".*/\1/')
 cat >"$work/floor.sh" <<SH
 set -euo pipefail
 d=\$(mktemp -d); trap 'rm -rf \$d' EXIT
