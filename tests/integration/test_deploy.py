@@ -180,6 +180,14 @@ def test_rollback_goes_back_to_the_previous_release_and_keeps_secrets_out_of_the
     assert "%s:%d/deploy" % (GATEWAY, RECEIVER_PORT) not in result.out
 
 
+def test_a_webhook_that_fails_never_fails_the_deploy(lab, commits):
+    # Nothing listens on port 9 of the host's bridge address: the message is refused.
+    result = deploy(lab, "staging", commits["good"], "-e", "deploy_webhook_url=http://%s:9/deploy" % GATEWAY)
+    assert result.rc == 0, str(result)
+    assert "the webhook did not take the deployed message" in result.out
+    assert running(lab, "ft-staging") == images(lab, commits["good"])
+
+
 def test_the_registry_is_on_the_bridge_only_and_needs_the_fleets_trust(lab):
     registry = model(lab)["registry"]
     listening = lab.exec(registry["node"], "ss -ltnH", check=True).stdout
