@@ -157,16 +157,18 @@ def test_a_failing_commit_is_rolled_back_by_itself(lab, commits, receiver):
     assert fields["commit"] == commits["bad"] and "unhealthy" in fields["gate"]
     prom = open(PROM % "staging", encoding="utf-8").read()
     assert 'adelie_fleet_release_last_outcome{env="staging",node="ft-staging",outcome="rolled_back"} 1' in prom
-    # Prometheus has it from the host's node-exporter, and the alert fires.
+    # Prometheus has it from the host's node-exporter: the series DeployRolledBack fires on (the rule itself is
+    # promtool-tested, tests/unit/prometheus/deploy.test.yml; waiting out its `for: 1m` here would cost a minute).
     assert eventually(lambda: len(lab.query('adelie_fleet_release_last_outcome{node="ft-staging",outcome="rolled_back"} == 1')),
                       1, timeout=60) == 1
-    assert eventually(lambda: len(lab.query('ALERTS{alertname="DeployRolledBack",node="ft-staging",alertstate="firing"}')),
-                      1, timeout=150, interval=5) == 1
 
 
 def test_rollback_goes_back_to_the_previous_release_and_keeps_secrets_out_of_the_output(lab, commits, receiver):
-    result = deploy(lab, "staging", "deploy-test-good2")
+    # The second good commit, announced to a webhook that refuses it (nothing listens on port 9): that never
+    # fails a deploy.
+    result = deploy(lab, "staging", "deploy-test-good2", "-e", "deploy_webhook_url=http://%s:9/deploy" % GATEWAY)
     assert result.rc == 0, str(result)
+    assert "the webhook did not take the deployed message" in result.out
     assert running(lab, "ft-staging") == images(lab, commits["good2"])
 
     result = lab.playbook("playbooks/rollback.yml", "-e", "env=staging", "-vvv")
@@ -178,14 +180,6 @@ def test_rollback_goes_back_to_the_previous_release_and_keeps_secrets_out_of_the
     assert posts(receiver, "staging", "deployed")[-1]["commit"] == commits["good"]
     # The webhook's URL is a secret: not in the verbose output.
     assert "%s:%d/deploy" % (GATEWAY, RECEIVER_PORT) not in result.out
-
-
-def test_a_webhook_that_fails_never_fails_the_deploy(lab, commits):
-    # Nothing listens on port 9 of the host's bridge address: the message is refused.
-    result = deploy(lab, "staging", commits["good"], "-e", "deploy_webhook_url=http://%s:9/deploy" % GATEWAY)
-    assert result.rc == 0, str(result)
-    assert "the webhook did not take the deployed message" in result.out
-    assert running(lab, "ft-staging") == images(lab, commits["good"])
 
 
 def test_the_registry_is_on_the_bridge_only_and_needs_the_fleets_trust(lab):
