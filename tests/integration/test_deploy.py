@@ -154,7 +154,9 @@ def test_a_failing_commit_is_rolled_back_by_itself(lab, commits, receiver):
     assert running(lab, "ft-staging") == images(lab, commits["good"])
     assert health(lab, "ft-staging") == ("ok", "healthy")
     [fields] = posts(receiver, "staging", "rolled_back")
-    assert fields["commit"] == commits["bad"] and "unhealthy" in fields["gate"]
+    # The gate's evidence: the backend never said healthy (starting, then unhealthy) before the tries ran out.
+    assert fields["commit"] == commits["bad"] and "FAIL after" in fields["gate"], fields
+    assert "container healthy" not in fields["gate"], fields
     prom = open(PROM % "staging", encoding="utf-8").read()
     assert 'adelie_fleet_release_last_outcome{env="staging",node="ft-staging",outcome="rolled_back"} 1' in prom
     # Prometheus has it from the host's node-exporter: the series DeployRolledBack fires on (the rule itself is
