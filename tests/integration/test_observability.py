@@ -31,7 +31,7 @@ def available():
 hog = []
 while available() > 0.04:
     hog.append(bytearray(b'x') * (8 << 20))
-time.sleep(400)
+time.sleep(900)
 """
 
 
@@ -135,21 +135,38 @@ def test_monitoring_ports_answer_only_on_the_bridge(lab):
     assert ":9094" not in listening  # Alertmanager's cluster gossip is off
 
 
+def fault_nodes(fleet):
+    """(down, full): the first two dev nodes (the other daemon's fleet has one: then its next node but the
+    infra one)."""
+    dev = sorted(name for name, node in fleet.nodes.items() if node["role"].startswith("dev"))
+    return tuple((dev + sorted(set(fleet.nodes) - set(dev) - {fleet.monitoring_node}))[:2])
+
+
 @pytest.fixture(scope="module")
-def faults(each_lab, receiver):
-    """Two faults at once (their alerts' `for` runs concurrently): node-exporter stopped on one dev
-    node, most of another's memory quota taken by a process."""
-    # The first two dev nodes (the other daemon's fleet has one: then its next node but the infra one).
-    dev = sorted(name for name, node in each_lab.nodes.items() if node["role"].startswith("dev"))
-    down, full = (dev + sorted(set(each_lab.nodes) - set(dev) - {each_lab.monitoring_node}))[:2]
-    started = time.time()
-    each_lab.exec(down, "systemctl stop prometheus-node-exporter", check=True)
-    each_lab.exec(full, "cat > /root/memory-hog.py <<'EOF'\n%sEOF" % MEMORY_HOG, check=True)
-    each_lab.exec(full, "systemd-run --unit=memory-hog --collect timeout 400 python3 /root/memory-hog.py", check=True)
+def memory_hogs(lab, other_lab):
+    """Most of one node's memory quota taken by a process, on both fleets at once: the alert's `for: 2m`
+    runs on both while the lab's tests run (the other fleet's test then needs no wait of its own)."""
+    fleets = (lab, other_lab)
+    for fleet in fleets:
+        full = fault_nodes(fleet)[1]
+        fleet.exec(full, "cat > /root/memory-hog.py <<'EOF'\n%sEOF" % MEMORY_HOG, check=True)
+        fleet.exec(full, "systemd-run --unit=memory-hog --collect timeout 900 python3 /root/memory-hog.py", check=True)
     try:
-        yield {"down": down, "full": full, "started": started}
+        yield
     finally:
-        each_lab.exec(full, "systemctl stop memory-hog; rm -f /root/memory-hog.py")
+        for fleet in fleets:
+            fleet.exec(fault_nodes(fleet)[1], "systemctl stop memory-hog; rm -f /root/memory-hog.py")
+
+
+@pytest.fixture(scope="module")
+def faults(each_lab, receiver, memory_hogs):
+    """Two faults at once (their alerts' `for` runs concurrently): node-exporter stopped on one dev
+    node, most of another's memory quota taken by a process (memory_hogs)."""
+    down, full = fault_nodes(each_lab)
+    each_lab.exec(down, "systemctl stop prometheus-node-exporter", check=True)
+    try:
+        yield {"down": down, "full": full}
+    finally:
         each_lab.exec(down, "systemctl start prometheus-node-exporter")
 
 
