@@ -17,14 +17,32 @@ from __future__ import annotations
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible_collections.adelie.fleet.plugins.module_utils.fleet import (
-    INVENTORY_VARIABLES, FleetError, capacity, capacity_table, inventory_options, model_from_inventory)
+    INVENTORY_VARIABLES, FleetError, capacity, capacity_table, cluster_capacity, cluster_capacity_table, inventory_options,
+    model_from_inventory)
 
 __metaclass__ = type
 
 
+def member_sizes(hostvars, members, measured):
+    """{member: its size}: its fleet_host, else what model.yml measured there (measured: {member: the lines of
+    `nproc --all; grep MemTotal /proc/meminfo`}); None when neither is known for every member."""
+    sizes = {}
+    for member in members:
+        declared = hostvars[member].get("fleet_host") if member in hostvars else None
+        lines = (measured or {}).get(member) or []
+        if declared is not None:
+            sizes[member] = declared
+        elif len(lines) == 2 and lines[0].strip().isdigit() and len(lines[1].split()) >= 2:
+            sizes[member] = {"cpus": int(lines[0]), "memory": lines[1].split()[1] + "KiB"}
+        else:
+            return None
+    return sizes or None
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("nodes", "live_pools", "host", "check_capacity", *INVENTORY_VARIABLES))
+    _VALID_ARGS = frozenset(("nodes", "live_pools", "host", "hosts", "measured", "live_locations", "check_capacity",
+                             *INVENTORY_VARIABLES))
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -32,18 +50,26 @@ class ActionModule(ActionBase):
         hostvars = task_vars["hostvars"]
         me = task_vars.get("inventory_hostname")
         options = inventory_options(hostvars[me] if me in hostvars else {}, args)
-        checks = {"live_pools": args.get("live_pools"), "host": args.get("host") or None}
+        hosts = args.get("hosts") or member_sizes(hostvars, task_vars["groups"].get("lxd_hosts", []), args.get("measured"))
+        checks = {"live_pools": args.get("live_pools"), "host": args.get("host") or None, "hosts": hosts,
+                  "live_locations": args.get("live_locations")}
         try:
             model = model_from_inventory(hostvars, task_vars["groups"], dict(options, **checks), nodes=args.get("nodes"))
         except FleetError as error:
             raise AnsibleActionFail(str(error)) from None
         result.update(changed=False, fleet=model)
-        if args.get("host"):
-            # host and policy passed build_model's checks.
-            report = capacity(model, args["host"], options.get("policy"))
-            result["capacity"] = report["rows"]
+        host = args.get("host") or (hosts or {}).get(model["lxd_host"])
+        if model["clustered"] and hosts:
+            # Each member's size and the policy passed build_model's checks.
+            report = cluster_capacity(model, hosts, options.get("policy"))
+            result["table"] = cluster_capacity_table(model, report)
+        elif host:
+            report = capacity(model, host, options.get("policy"))
             result["table"] = capacity_table(model, report["rows"])
-            if report["problems"] and args.get("check_capacity", True):
-                raise AnsibleActionFail("refused, the fleet does not fit the host:\n" + "\n".join(
-                    "  - " + p for p in report["problems"]) + "\n" + "\n".join(result["table"]))
+        else:
+            return result
+        result["capacity"] = report["rows"]
+        if report["problems"] and args.get("check_capacity", True):
+            raise AnsibleActionFail("refused, the fleet does not fit %s:\n" % ("its members" if model["clustered"] else "the host")
+                                    + "\n".join("  - " + p for p in report["problems"]) + "\n" + "\n".join(result["table"]))
         return result

@@ -288,7 +288,8 @@ def _member(problems, node, member, logins):
 def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_APP_DIR,
                 compose_command=DEFAULT_COMPOSE_COMMAND, services=None, host=None, policy=None, groups=None,
                 variables=None, project=DEFAULT_PROJECT, lxd_host=None, environments=None, secrets_file=None,
-                vault_password_file=DEFAULT_VAULT_PASSWORD_FILE, backend=DEFAULT_BACKEND):
+                vault_password_file=DEFAULT_VAULT_PASSWORD_FILE, backend=DEFAULT_BACKEND, lxd_hosts=None, hosts=None,
+                live_locations=None):
     """Validate the inventory and return the fleet model.
 
     nodes: {name: {"groups": [...], "ipv4": ..., "member": ..., "cpu"/"memory"/"disk"/"pool": overrides}}
@@ -307,6 +308,12 @@ def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_A
     backend: fleet_backend, the LXD host's daemon (lxd or incus); the model carries its entry of BACKENDS
       (module_utils/backend.py): CLI, paths, packages, group, metric names.
     lxd_host: the inventory name of the LXD host (the one host of group lxd_hosts).
+    lxd_hosts: group lxd_hosts, when it may hold several: the members of one cluster, the first of them
+      the lxd_host the playbooks drive the cluster from. Each node gets a location, the member it runs on:
+      its fleet_location, else where it runs now (live_locations: {node: member}, when known: a re-run
+      never moves a node by itself), else where place() puts it.
+    hosts: {member: fleet_host} of a cluster (host is a single server's); each member's threads bound the
+      CPUs of the nodes placed there, and its free memory guides place().
     environments: the roles whose nodes are environments with a shared-services tenant of their own (the
       role's name); by default deploy and staging, those the fleet has. Every member is a tenant (dev_<login>).
     secrets_file, vault_password_file: the shared services' password store on the controller (by default
@@ -330,7 +337,17 @@ def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_A
     roles_known = isinstance(roles, dict)
     role_services = _services(problems, services, role_specs) if roles_known else {}
     environments = _environments(problems, environments, roles)
-    threads = _host_and_policy(problems, host, policy)[0] if host is not None else None
+    members = list(lxd_hosts or ([lxd_host] if lxd_host else []))
+    lxd_host = members[0] if members else lxd_host
+    if hosts is None and host is not None:
+        hosts = {lxd_host: host}
+    sizes = {}
+    for member, size in (hosts or {}).items():
+        found = []
+        cpus, memory, reserve, ratios = _host_and_policy(found, size, policy)
+        problems += [problem.replace("fleet_host", "%s: fleet_host" % member, 1) if len(members) > 1 else problem
+                     for problem in found if problem not in problems]
+        sizes[member] = {"cpus": cpus, "free": (memory - reserve) * ratios["memory_overcommit"] if memory else 0}
 
     model_nodes = {}
     addresses = {}
@@ -361,9 +378,9 @@ def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_A
             if valid["pool"] not in pool_sizes:
                 problems.append("%s: fleet_pool %r is not one of the fleet's pools (%s)"
                                 % (name, valid["pool"], ", ".join(sorted(pool_sizes))))
-        if threads is not None and spec["cpu"] is not None and spec["cpu"] > threads:
-            problems.append("%s: %s %d is more than the host's %d CPU threads" % (
-                name, "fleet_cpu" if "cpu" in valid else "cpu (fleet_roles.%s.cpu)" % role, spec["cpu"], threads))
+        if "location" in valid and valid["location"] not in members:
+            problems.append("%s: fleet_location %r is not a host of group lxd_hosts (%s)"
+                            % (name, valid["location"], ", ".join(members) or "none"))
         ipv4 = _address(problems, name, valid.get("ipv4"), bridge, bridge_name, addresses)
 
         member = None
@@ -391,9 +408,17 @@ def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_A
             "services": [dict(service) for service in role_services.get(role, [])],
             "project": project,
             "lxd_host": lxd_host,
+            "location": valid.get("location"),
         }
         tenant = tenant_for_node(model_nodes[name], environments)
         model_nodes[name]["tenant"] = tenant["name"] if tenant else None
+    place(model_nodes, members, sizes, live_locations or {})
+    for name, node in sorted(model_nodes.items()):
+        threads = sizes.get(node["location"], {}).get("cpus")
+        if threads is not None and node["cpu"] is not None and node["cpu"] > threads:
+            problems.append("%s: %s %d is more than the %s's %d CPU threads" % (
+                name, "fleet_cpu" if nodes[name].get("cpu") is not None else "cpu (fleet_roles.%s.cpu)" % node["role"],
+                node["cpu"], "host" if len(members) < 2 else "member %s" % node["location"], threads))
     try:
         tenant_names = [tenant["name"] for tenant in tenants(model_nodes, environments)]
     except TenantError as error:
@@ -417,9 +442,27 @@ def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_A
             "members": {node["member"]["login"]: name for name, node in model_nodes.items() if node["member"]},
             "network": {"name": bridge_name, "ipv4": str(bridge), "subnet": str(bridge.network),
                         "gateway": str(bridge.ip)},
-            "project": project, "lxd_host": lxd_host, "environments": environments, "tenants": tenant_names,
+            "project": project, "lxd_host": lxd_host, "lxd_hosts": members, "clustered": len(members) > 1,
+            "environments": environments, "tenants": tenant_names,
             "secrets_file": secrets_file, "vault_password_file": vault_password_file,
             "ca_dir": CA_DIR % project, "registry": registry, "backend": backend_entry(backend)}
+
+
+def place(nodes, members, sizes, live_locations):
+    """Give each node its location: its fleet_location, else where it runs now, else the member with the most
+    memory left after the nodes placed before it (its memory after the reserve, as capacity() counts it), the
+    biggest nodes first; ties go to the member listed first. The same inventory gives the same placement, and
+    a node already running stays where it is."""
+    left = {member: sizes.get(member, {}).get("free", 0) for member in members}
+    for node in nodes.values():
+        if node["location"] is None and live_locations.get(node["name"]) in left:
+            node["location"] = live_locations[node["name"]]
+        if node["location"] in left:
+            left[node["location"]] -= node["memory_bytes"] or 0
+    for node in sorted(nodes.values(), key=lambda n: (-(n["memory_bytes"] or 0), n["name"])):
+        if node["location"] is None and members:
+            node["location"] = max(members, key=lambda m: (left[m], -members.index(m)))
+            left[node["location"]] -= node["memory_bytes"] or 0
 
 
 def model_from_inventory(hostvars, groups, options, nodes=None):
@@ -427,7 +470,7 @@ def model_from_inventory(hostvars, groups, options, nodes=None):
 
     hostvars: {host: its variables} for every host (Ansible's hostvars, or a plain mapping); groups: {group:
     [hosts]}; options: build_model's keyword arguments (inventory_options); nodes: the fleet's node names
-    (default: group fleet). The LXD host is the first of group lxd_hosts (playbooks/model.yml checks there is one).
+    (default: group fleet). The LXD hosts are group lxd_hosts: one server, or the members of one cluster.
     """
     fleet = list(nodes or groups.get("fleet", []))
     in_fleet = set(fleet)
@@ -439,11 +482,10 @@ def model_from_inventory(hostvars, groups, options, nodes=None):
         if name in in_fleet:
             entry = {"groups": list(host.get("group_names", [])),
                      "ipv4": host.get("fleet_ipv4"), "member": host.get("fleet_member")}
-            for field in QUOTA_FIELDS:
+            for field in (*QUOTA_FIELDS, "location"):
                 entry[field] = host.get("fleet_" + field)
             entries[name] = entry
-    lxd_host = (groups.get("lxd_hosts") or [None])[0]
-    return build_model(entries, groups=groups, variables=variables, lxd_host=lxd_host, **options)
+    return build_model(entries, groups=groups, variables=variables, lxd_hosts=groups.get("lxd_hosts"), **options)
 
 
 def inventory_options(variables, given=None):
@@ -461,7 +503,16 @@ def inventory_options(variables, given=None):
     return options
 
 
-def capacity(model, host, policy):
+def _show(resource):
+    """How the capacity table writes an amount of the resource (cpu, memory or disk:<pool>)."""
+    if resource == "cpu":
+        return lambda v: "%g" % v
+    if resource == "memory":
+        return lambda v: format_size(int(v)) if v and v == int(v) else "%.1fGiB" % (v / GiB)
+    return lambda v: "%.1fGiB" % (v / GiB)
+
+
+def capacity(model, host, policy, where=("the fleet asks", "the host may hand out")):
     """Compare the fleet's totals with what the host may hand out.
 
     host: fleet_host {"cpus": whole number, "memory": size}; pool sizes come from the model.
@@ -476,19 +527,18 @@ def capacity(model, host, policy):
 
     nodes = list(model["nodes"].values())
     resources = [
-        ("cpu", "CPU", cpus * ratios["cpu_overcommit"],
-         nodes, lambda n: n["cpu"], lambda v: "%g" % v),
-        ("memory", "memory", (memory_total - reserve) * ratios["memory_overcommit"],
-         nodes, lambda n: n["memory_bytes"], lambda v: format_size(int(v)) if v == int(v) else "%.1fGiB" % (v / GiB)),
+        ("cpu", "CPU", cpus * ratios["cpu_overcommit"], nodes, lambda n: n["cpu"]),
+        ("memory", "memory", (memory_total - reserve) * ratios["memory_overcommit"], nodes, lambda n: n["memory_bytes"]),
     ]
     for pool, size in sorted(model["pools"].items()):
         if size is None:
             continue
         on_pool = [n for n in nodes if n["pool"] == pool]
         resources.append(("disk:" + pool, "disk on pool " + pool, size * ratios["disk_overcommit"],
-                          on_pool, lambda n: n["disk_bytes"], lambda v: "%.1fGiB" % (v / GiB)))
+                          on_pool, lambda n: n["disk_bytes"]))
     rows, problems = [], []
-    for key, label, available, members, amount, show in resources:
+    for key, label, available, members, amount in resources:
+        show = _show(key)
         requested = sum(amount(n) for n in members)
         row = {"resource": key, "requested": requested, "available": available,
                "used_percent": round(100.0 * requested / available, 1) if available > 0 else None,
@@ -496,10 +546,54 @@ def capacity(model, host, policy):
         rows.append(row)
         if requested > available:
             biggest = sorted(members, key=lambda n: (-amount(n), n["name"]))[:5]
-            problems.append("%s overcommitted: the fleet asks %s, the host may hand out %s. Biggest consumers: %s"
-                            % (label, show(requested), show(available),
+            problems.append("%s overcommitted: %s %s, %s %s. Biggest consumers: %s"
+                            % (label, where[0], show(requested), where[1], show(available),
                                ", ".join("%s %s" % (n["name"], show(amount(n))) for n in biggest)))
     return {"rows": rows, "problems": problems}
+
+
+def cluster_capacity(model, hosts, policy):
+    """capacity() of each member of a cluster against the nodes placed there (hosts: {member: fleet_host}).
+
+    Returns {"members": {member: its report}, "rows": the cluster's totals, "problems": every member's,
+    each naming the member}: a member that is overcommitted is refused even when the cluster has room.
+    """
+    members, problems, totals = {}, [], {}
+    for member in model["lxd_hosts"]:
+        placed = dict(model, nodes={name: node for name, node in model["nodes"].items() if node["location"] == member})
+        report = capacity(placed, hosts[member], policy,
+                          ("the nodes placed on member %s ask" % member, "it may hand out"))
+        members[member] = report
+        problems += report["problems"]
+        for row in report["rows"]:
+            total = totals.setdefault(row["resource"], {"resource": row["resource"], "requested": 0, "available": 0})
+            total["requested"] += row["requested"]
+            total["available"] += row["available"]
+    rows = []
+    for total in totals.values():
+        total["used_percent"] = round(100.0 * total["requested"] / total["available"], 1) if total["available"] > 0 else None
+        show = _show(total["resource"])
+        total["requested_text"], total["available_text"] = show(total["requested"]), show(total["available"])
+        rows.append(total)
+    return {"members": members, "rows": rows, "problems": problems}
+
+
+def cluster_capacity_table(model, report):
+    """capacity_table of each member (its nodes, its totals), then the cluster's totals."""
+    lines = []
+    for member, member_report in report["members"].items():
+        placed = dict(model, nodes={name: node for name, node in model["nodes"].items() if node["location"] == member})
+        lines += ["member %s" % member] + capacity_table(placed, member_report["rows"]) + [""]
+    lines += ["cluster of %d members" % len(report["members"])] + _totals_lines(report["rows"])
+    return lines
+
+
+def _totals_lines(rows):
+    lines = ["%-18s %12s %12s %7s" % ("resource", "requested", "available", "used")]
+    for row in rows:
+        lines.append("%-18s %12s %12s %6s%%" % (
+            row["resource"], row["requested_text"], row["available_text"], row["used_percent"]))
+    return lines
 
 
 def capacity_table(model, rows):
@@ -509,8 +603,4 @@ def capacity_table(model, rows):
         lines.append("%-16s %-8s %4s %9s %9s  %-8s %s" % (
             node["name"], node["role"], node["cpu"], node["memory"], node["disk"], node["pool"], node["ipv4"]))
     lines.append("")
-    lines.append("%-18s %12s %12s %7s" % ("resource", "requested", "available", "used"))
-    for row in rows:
-        lines.append("%-18s %12s %12s %6s%%" % (
-            row["resource"], row["requested_text"], row["available_text"], row["used_percent"]))
-    return lines
+    return lines + _totals_lines(rows)

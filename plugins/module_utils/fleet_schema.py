@@ -101,6 +101,7 @@ NODE = {  # a node's host entry, fleet_<field>; cpu, memory, disk and pool overr
     "memory": Rule("size", low=NODE_MEMORY_MIN),
     "disk": Rule("size", low=NODE_DISK_MIN),
     "pool": Rule("name"),
+    "location": Rule("name"),  # one of group lxd_hosts (fleet.py)
 }
 NETWORK = {  # fleet_network: the bridge every node sits on
     "name": Rule("ifname", "the LXD bridge's name"),
@@ -139,6 +140,7 @@ NODE_VARIABLES = {
     "fleet_memory": "overrides the role's memory",
     "fleet_disk": "overrides the role's disk",
     "fleet_pool": "overrides the role's pool",
+    "fleet_location": "the cluster member (a host of lxd_hosts) the node runs on; the model places it when unset",
 }
 GLOBAL_VARIABLES = {
     "fleet_backend": "the daemon of the LXD host: lxd or incus",

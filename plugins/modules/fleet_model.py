@@ -44,10 +44,14 @@ description:
     the tests agree.
   - With O(host), compares the fleet's totals with the host (CPU, memory after a reserve, disk per pool, each with
     an overcommit ratio from O(policy)) and refuses an overcommitted fleet, naming its biggest consumers.
-  - Every option but O(nodes), O(live_pools), O(host) and O(check_capacity) defaults to an inventory variable, as
-    the task's host sees it (named in each option; C(plugins/module_utils/fleet.py) maps them, and
-    C(bench/health_sweep.py) and the integration tests read them the same way). C(playbooks/model.yml) gives
-    only O(host).
+  - Several hosts in group C(lxd_hosts) are the members of one cluster. Each node gets a C(location), the member it
+    runs on (its C(fleet_location), else where it runs now, O(live_locations), else the member with the most
+    memory left, the biggest nodes first), and the capacity check is made per member (one table each, then the
+    cluster's totals); an overcommitted member is refused by name even when the cluster has room.
+  - Every option but O(nodes), O(live_pools), O(host), O(hosts), O(measured), O(live_locations) and
+    O(check_capacity) defaults to an inventory variable, as the task's host sees it (named in each option;
+    C(plugins/module_utils/fleet.py) maps them, and C(bench/health_sweep.py) and the integration tests read them the
+    same way). C(playbooks/model.yml) gives only O(measured).
   - Runs on the controller as an action plugin; it changes nothing.
 attributes:
   check_mode:
@@ -85,7 +89,20 @@ options:
     type: list
     elements: str
   host:
-    description: The host's capacity, C(cpus) and C(memory) (a size). Without it no capacity check is made.
+    description:
+      - The host's capacity, C(cpus) and C(memory) (a size). Without it (or O(hosts), or O(measured) and the hosts'
+        C(fleet_host)) no capacity check is made.
+    type: dict
+  hosts:
+    description: Each member's capacity, member name to C(cpus) and C(memory).
+    type: dict
+  measured:
+    description:
+      - Member name to the lines of C(nproc --all; grep MemTotal /proc/meminfo) read there; a member's C(fleet_host)
+        comes first.
+    type: dict
+  live_locations:
+    description: Node name to the member it runs on now, when known; a running node stays there.
     type: dict
   policy:
     description:
@@ -180,6 +197,7 @@ fleet:
         - C(compose), O(compose_command) for a docker node, null for a node whose role has no docker.
         - C(services), the services the node must run (O(services)), each C(name), C(unit) and C(port) (or null).
         - C(project) and C(lxd_host), as the model's; C(tenant), the node's shared-services tenant or null.
+        - C(location), the member of C(lxd_hosts) it runs on (C(lxd_host) without a cluster).
       type: dict
       sample:
         dev-hj: {name: dev-hj, role: dev, profile: fleet-dev, cpu: 4, memory: 8GiB, memory_bytes: 8589934592,
@@ -187,7 +205,7 @@ fleet:
                  gateway: 10.10.10.1, app_dir: /home/hj/app, compose: docker compose,
                  member: {login: hj, name: hj, email: hj@adelie.invalid, ssh_key: null},
                  services: [{name: sshd, unit: ssh.service, port: 22}, {name: docker, unit: docker.service, port: null}],
-                 project: default, lxd_host: adelie-server, tenant: dev_hj}
+                 project: default, lxd_host: adelie-server, location: adelie-server, tenant: dev_hj}
     profiles:
       description: Each role's LXD profile, C(name), C(cpu), C(memory), C(disk), C(pool), C(docker).
       type: dict
@@ -208,6 +226,13 @@ fleet:
     lxd_host:
       description: The inventory name of the LXD host (the first host of group C(lxd_hosts)).
       type: str
+    lxd_hosts:
+      description: Group C(lxd_hosts), the members of the cluster (one host when C(clustered) is false).
+      type: list
+      elements: str
+    clustered:
+      description: Whether the fleet runs on a cluster of several members.
+      type: bool
     environments:
       description: The environment roles (O(environments)).
       type: list
@@ -227,12 +252,12 @@ fleet:
       type: str
 capacity:
   description: One row per resource with C(requested), C(available) and C(used_percent).
-  returned: when O(host) is given
+  returned: when the hosts' sizes are known
   type: list
   elements: dict
 table:
-  description: The capacity table as lines of text, nodes first, then the totals.
-  returned: when O(host) is given
+  description: The capacity table as lines of text, nodes first, then the totals (per member of a cluster, then its totals).
+  returned: when the hosts' sizes are known
   type: list
   elements: str
 """
@@ -248,6 +273,9 @@ def main():
         pools=dict(type="list", elements="dict"),
         live_pools=dict(type="list", elements="str"),
         host=dict(type="dict"),
+        hosts=dict(type="dict"),
+        measured=dict(type="dict"),
+        live_locations=dict(type="dict"),
         policy=dict(type="dict"),
         check_capacity=dict(type="bool", default=True),
         app_dir=dict(type="str"),

@@ -109,3 +109,38 @@ def test_a_non_numeric_host_or_policy_names_the_variable(policy, field):
     result = run_playbook("playbooks/plan.yml", "-e", json.dumps(policy), inventory=PRODUCTION)
     assert result.rc != 0
     assert field in result.out and "Traceback" not in result.out, result
+
+
+
+def _cluster(tmp_path, pins=None):
+    """The production fleet on a cluster of three declared members: localhost (the production server),
+    lxd-a (as big) and lxd-b (half of it); pins: {(role group, node): member} (fleet_location)."""
+    extra = tmp_path / "members.yml"
+    members = {"lxd-a": {"fleet_host": {"cpus": 32, "memory": "84GiB"}, "ansible_connection": "local"},
+               "lxd-b": {"fleet_host": {"cpus": 16, "memory": "42GiB"}, "ansible_connection": "local"}}
+    fleet = {}
+    for (group, node), member in (pins or {}).items():
+        fleet.setdefault(group, {"hosts": {}})["hosts"][node] = {"fleet_location": member}
+    extra.write_text(yaml.safe_dump({"all": {"children": {"lxd_hosts": {"hosts": members},
+                                                          "fleet": {"children": fleet}}}}))
+    return extra
+
+
+def test_plan_prints_a_table_per_member_of_a_cluster(tmp_path):
+    result = run_playbook("playbooks/plan.yml", "-i", str(_cluster(tmp_path)), inventory=PRODUCTION)
+    assert result.rc == 0, str(result)
+    out = result.out
+    assert out.index('"member localhost"') < out.index('"member lxd-a"') < out.index('"member lxd-b"')
+    assert out.index('"member lxd-b"') < out.index('"cluster of 3 members"')
+    # The single server's 82GiB of nodes, now on 206GiB of members (after each one's 2GiB reserve).
+    assert "\"memory                    82GiB       204GiB   40.2%\"" in out, out
+    assert result.changed_hosts() == {}
+
+
+def test_plan_refuses_an_overcommitted_member_though_the_cluster_has_room(tmp_path):
+    pins = {("deploy", "deploy-test"): "lxd-b", ("dev", "dev-hj"): "lxd-b", ("staging", "staging"): "lxd-b"}
+    result = run_playbook("playbooks/plan.yml", "-i", str(_cluster(tmp_path, pins)), inventory=PRODUCTION)
+    assert result.rc != 0
+    assert ("memory overcommitted: the nodes placed on member lxd-b ask 42GiB, it may hand out 40GiB. "
+            "Biggest consumers: deploy-test 32GiB, dev-hj 8GiB, staging 2GiB") in result.out, str(result)
+    assert "PLAY [" not in result.out.split("Validate the fleet")[-1], str(result)

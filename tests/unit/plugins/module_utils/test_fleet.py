@@ -6,7 +6,8 @@ import pytest
 
 from ansible_collections.adelie.fleet.plugins.module_utils.backend import backend
 from ansible_collections.adelie.fleet.plugins.module_utils.fleet import (
-    FleetError, build_model, capacity, capacity_table, format_size, inventory_options, model_from_inventory,
+    FleetError, build_model, capacity, capacity_table, cluster_capacity, cluster_capacity_table, format_size,
+    inventory_options, model_from_inventory,
     parse_size)
 
 ROLES = {
@@ -390,7 +391,7 @@ def test_derived_fields_with_options_and_a_role_without_docker():
     assert model["members"] == {"alice": "dev-a", "bob": "dev-b"}
     assert set(nodes["dev-a"]) == {"name", "role", "profile", "cpu", "memory", "memory_bytes", "disk", "disk_bytes",
                                    "pool", "docker", "ipv4", "gateway", "member", "app_dir", "compose", "services",
-                                   "project", "lxd_host", "tenant"}
+                                   "project", "lxd_host", "location", "tenant"}
 
 
 @pytest.mark.parametrize("kwargs, expected", [
@@ -503,3 +504,75 @@ def test_model_from_inventory_reads_the_inventory_as_model_yml_does():
     assert given["nodes"]["dev-a"]["project"] == "other"
     with pytest.raises(FleetError, match="lab-host: fleet_projet is not a fleet variable; did you mean fleet_project"):
         model_from_inventory({**hostvars, "lab-host": {**hostvars["lab-host"], "fleet_projet": "x"}}, groups, options)
+
+
+# ---------------------------------------------------------------------------
+# a cluster (issue 18): members from group lxd_hosts, each node placed on one, capacity per member
+# ---------------------------------------------------------------------------
+
+MEMBERS = ["srv-a", "srv-b"]
+SIZES = {"srv-a": {"cpus": 8, "memory": "40GiB"}, "srv-b": {"cpus": 8, "memory": "24GiB"}}
+
+
+def cluster(nodes=None, **kwargs):
+    return build_model(nodes or fleet(**{"dev-b": dev("10.10.10.32", "bob"), "dev-c": dev("10.10.10.33", "carol")}),
+                       ROLES, NETWORK, POOLS, lxd_hosts=MEMBERS, hosts=SIZES, policy={"memory_reserve": "4GiB"},
+                       **kwargs)
+
+
+def locations(model):
+    return {name: node["location"] for name, node in model["nodes"].items()}
+
+
+def test_a_single_host_places_every_node_on_it():
+    model = build_model(fleet(), ROLES, NETWORK, POOLS, lxd_host="lxd-01", host=HOST)
+    assert set(locations(model).values()) == {"lxd-01"}
+    assert (model["lxd_hosts"], model["clustered"]) == (["lxd-01"], False)
+
+
+def test_the_model_places_the_biggest_nodes_first_where_most_memory_is_left():
+    model = cluster()
+    # srv-a may hand out 36GiB, srv-b 20GiB. The 8GiB dev nodes: srv-a (28 left), srv-a (20 left, as
+    # much as srv-b: the member listed first), srv-a (12 left); then the 4GiB infra node: srv-b.
+    assert locations(model) == {"dev-a": "srv-a", "dev-b": "srv-a", "dev-c": "srv-a", "infra-server": "srv-b"}
+    assert model["lxd_host"] == "srv-a" and model["clustered"]
+    assert cluster() == model  # the same inventory, the same placement
+
+
+def test_a_running_node_stays_where_it_runs_and_fleet_location_wins():
+    moved = cluster(live_locations={"dev-a": "srv-b", "gone": "srv-b"})
+    assert locations(moved)["dev-a"] == "srv-b"
+    nodes = fleet(**{"dev-b": dev("10.10.10.32", "bob", location="srv-b")})
+    pinned = cluster(nodes, live_locations={"dev-b": "srv-a"})
+    assert locations(pinned)["dev-b"] == "srv-b"
+
+
+def test_fleet_location_must_name_a_member():
+    found = problems(fleet(**{"dev-b": dev("10.10.10.32", "bob", location="srv-z")}), lxd_hosts=MEMBERS, hosts=SIZES)
+    assert found == ["dev-b: fleet_location 'srv-z' is not a host of group lxd_hosts (srv-a, srv-b)"]
+
+
+def test_a_node_may_not_have_more_cpus_than_its_member_has_threads():
+    sizes = dict(SIZES, **{"srv-b": {"cpus": 2, "memory": "24GiB"}})
+    found = problems(fleet(**{"dev-b": dev("10.10.10.32", "bob", location="srv-b")}), lxd_hosts=MEMBERS, hosts=sizes)
+    assert found == ["dev-b: cpu (fleet_roles.dev.cpu) 4 is more than the member srv-b's 2 CPU threads"]
+
+
+def test_a_bad_member_size_names_the_member():
+    found = problems(fleet(), lxd_hosts=MEMBERS, hosts=dict(SIZES, **{"srv-b": {"cpus": "many", "memory": "24GiB"}}))
+    assert len(found) == 1 and found[0].startswith("srv-b: fleet_host.cpus 'many' is not a whole number")
+
+
+def test_an_overcommitted_member_is_refused_by_name_though_the_cluster_has_room():
+    nodes = fleet(**{name: dev("10.10.10.%d" % (32 + i), name[4:], location="srv-b")
+                     for i, name in enumerate(["dev-bob", "dev-cat", "dev-dan"])})
+    model = cluster(nodes)
+    report = cluster_capacity(model, SIZES, {"memory_reserve": "4GiB", "cpu_overcommit": 4})
+    assert report["problems"] == [
+        "memory overcommitted: the nodes placed on member srv-b ask 24GiB, it may hand out 20GiB. "
+        "Biggest consumers: dev-bob 8GiB, dev-cat 8GiB, dev-dan 8GiB"]
+    totals = {row["resource"]: row for row in report["rows"]}
+    assert totals["memory"]["requested"] == 36 * 2**30 and totals["memory"]["available"] == 56 * 2**30
+    lines = cluster_capacity_table(model, report)
+    assert lines.index("member srv-a") < lines.index("member srv-b") < lines.index("cluster of 2 members")
+    assert any(line.split()[:2] == ["dev-bob", "dev"] for line in lines[lines.index("member srv-b"):])
