@@ -111,7 +111,6 @@ def test_a_non_numeric_host_or_policy_names_the_variable(policy, field):
     assert field in result.out and "Traceback" not in result.out, result
 
 
-
 def _cluster(tmp_path, pins=None):
     """The production fleet on a cluster of three declared members: localhost (the production server),
     lxd-a (as big) and lxd-b (half of it); pins: {(role group, node): member} (fleet_location)."""
