@@ -31,11 +31,11 @@ def available():
 hog = []
 while available() > 0.04:
     hog.append(bytearray(b'x') * (8 << 20))
-time.sleep(900)
+time.sleep(400)
 """
 
 
-def test_every_exporter_and_lxd_endpoint_is_up(each_lab, memory_hog):
+def test_every_exporter_and_lxd_endpoint_is_up(each_lab):
     # Every node and the LXD host.
     wanted = {name: "up" for name in each_lab.nodes} | {"localhost": "up"}
     assert eventually(lambda: each_lab.target_health("node"), wanted, timeout=2 * SCRAPE_INTERVAL + 5) == wanted
@@ -135,35 +135,21 @@ def test_monitoring_ports_answer_only_on_the_bridge(lab):
     assert ":9094" not in listening  # Alertmanager's cluster gossip is off
 
 
-def fault_nodes(fleet):
-    """(down, full): the first two dev nodes (the other daemon's fleet has one: then its next node but the
-    infra one)."""
-    dev = sorted(name for name, node in fleet.nodes.items() if node["role"].startswith("dev"))
-    return tuple((dev + sorted(set(fleet.nodes) - set(dev) - {fleet.monitoring_node}))[:2])
-
-
 @pytest.fixture(scope="module")
-def memory_hog(each_lab):
-    """Most of one node's memory quota taken by a process (the node: fault_nodes' second). The module's first
-    test asks for it, so that the alert's `for: 2m` runs while the tests before the alerts' run (the hog
-    touches none of their figures: targets up, quotas, rules)."""
-    full = fault_nodes(each_lab)[1]
+def faults(each_lab, receiver):
+    """Two faults at once (their alerts' `for` runs concurrently): node-exporter stopped on one dev
+    node, most of another's memory quota taken by a process."""
+    # The first two dev nodes (the other daemon's fleet has one: then its next node but the infra one).
+    dev = sorted(name for name, node in each_lab.nodes.items() if node["role"].startswith("dev"))
+    down, full = (dev + sorted(set(each_lab.nodes) - set(dev) - {each_lab.monitoring_node}))[:2]
+    started = time.time()
+    each_lab.exec(down, "systemctl stop prometheus-node-exporter", check=True)
     each_lab.exec(full, "cat > /root/memory-hog.py <<'EOF'\n%sEOF" % MEMORY_HOG, check=True)
-    each_lab.exec(full, "systemd-run --unit=memory-hog --collect timeout 900 python3 /root/memory-hog.py", check=True)
+    each_lab.exec(full, "systemd-run --unit=memory-hog --collect timeout 400 python3 /root/memory-hog.py", check=True)
     try:
-        yield full
+        yield {"down": down, "full": full, "started": started}
     finally:
         each_lab.exec(full, "systemctl stop memory-hog; rm -f /root/memory-hog.py")
-
-
-@pytest.fixture(scope="module")
-def faults(each_lab, receiver, memory_hog):
-    """Two faults at once: node-exporter stopped on one dev node, and the memory hog on another."""
-    down = fault_nodes(each_lab)[0]
-    each_lab.exec(down, "systemctl stop prometheus-node-exporter", check=True)
-    try:
-        yield {"down": down, "full": memory_hog}
-    finally:
         each_lab.exec(down, "systemctl start prometheus-node-exporter")
 
 
