@@ -41,8 +41,7 @@ def member_sizes(hostvars, members, measured):
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("nodes", "live_pools", "host", "hosts", "measured", "live_locations", "check_capacity",
-                             *INVENTORY_VARIABLES))
+    _VALID_ARGS = frozenset(("nodes", "live_pools", "host", "measured", "check_capacity", *INVENTORY_VARIABLES))
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -50,9 +49,8 @@ class ActionModule(ActionBase):
         hostvars = task_vars["hostvars"]
         me = task_vars.get("inventory_hostname")
         options = inventory_options(hostvars[me] if me in hostvars else {}, args)
-        hosts = args.get("hosts") or member_sizes(hostvars, task_vars["groups"].get("lxd_hosts", []), args.get("measured"))
-        checks = {"live_pools": args.get("live_pools"), "host": args.get("host") or None, "hosts": hosts,
-                  "live_locations": args.get("live_locations")}
+        hosts = member_sizes(hostvars, task_vars["groups"].get("lxd_hosts", []), args.get("measured"))
+        checks = {"live_pools": args.get("live_pools"), "host": args.get("host") or None, "hosts": hosts}
         try:
             model = model_from_inventory(hostvars, task_vars["groups"], dict(options, **checks), nodes=args.get("nodes"))
         except FleetError as error:

@@ -552,6 +552,11 @@ def capacity(model, host, policy, where=("the fleet asks", "the host may hand ou
     return {"rows": rows, "problems": problems}
 
 
+def _on_member(model, member):
+    """The model with only the nodes placed on member."""
+    return dict(model, nodes={name: node for name, node in model["nodes"].items() if node["location"] == member})
+
+
 def cluster_capacity(model, hosts, policy):
     """capacity() of each member of a cluster against the nodes placed there (hosts: {member: fleet_host}).
 
@@ -560,8 +565,7 @@ def cluster_capacity(model, hosts, policy):
     """
     members, problems, totals = {}, [], {}
     for member in model["lxd_hosts"]:
-        placed = dict(model, nodes={name: node for name, node in model["nodes"].items() if node["location"] == member})
-        report = capacity(placed, hosts[member], policy,
+        report = capacity(_on_member(model, member), hosts[member], policy,
                           ("the nodes placed on member %s ask" % member, "it may hand out"))
         members[member] = report
         problems += report["problems"]
@@ -582,8 +586,7 @@ def cluster_capacity_table(model, report):
     """capacity_table of each member (its nodes, its totals), then the cluster's totals."""
     lines = []
     for member, member_report in report["members"].items():
-        placed = dict(model, nodes={name: node for name, node in model["nodes"].items() if node["location"] == member})
-        lines += ["member %s" % member] + capacity_table(placed, member_report["rows"]) + [""]
+        lines += ["member %s" % member] + capacity_table(_on_member(model, member), member_report["rows"]) + [""]
     lines += ["cluster of %d members" % len(report["members"])] + _totals_lines(report["rows"])
     return lines
 

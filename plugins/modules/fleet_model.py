@@ -45,13 +45,13 @@ description:
   - With O(host), compares the fleet's totals with the host (CPU, memory after a reserve, disk per pool, each with
     an overcommit ratio from O(policy)) and refuses an overcommitted fleet, naming its biggest consumers.
   - Several hosts in group C(lxd_hosts) are the members of one cluster. Each node gets a C(location), the member it
-    runs on (its C(fleet_location), else where it runs now, O(live_locations), else the member with the most
-    memory left, the biggest nodes first), and the capacity check is made per member (one table each, then the
-    cluster's totals); an overcommitted member is refused by name even when the cluster has room.
-  - Every option but O(nodes), O(live_pools), O(host), O(hosts), O(measured), O(live_locations) and
-    O(check_capacity) defaults to an inventory variable, as the task's host sees it (named in each option;
-    C(plugins/module_utils/fleet.py) maps them, and C(bench/health_sweep.py) and the integration tests read them the
-    same way). C(playbooks/model.yml) gives only O(measured).
+    runs on (its C(fleet_location), else the member with the most memory left, the biggest nodes first), and the
+    capacity check is made per member (one table each, then the cluster's totals); an overcommitted member is
+    refused by name even when the cluster has room.
+  - Every option but O(nodes), O(live_pools), O(host), O(measured) and O(check_capacity) defaults to an inventory
+    variable, as the task's host sees it (named in each option; C(plugins/module_utils/fleet.py) maps them, and
+    C(bench/health_sweep.py) and the integration tests read them the same way). C(playbooks/model.yml) gives only
+    O(measured).
   - Runs on the controller as an action plugin; it changes nothing.
 attributes:
   check_mode:
@@ -90,19 +90,13 @@ options:
     elements: str
   host:
     description:
-      - The host's capacity, C(cpus) and C(memory) (a size). Without it (or O(hosts), or O(measured) and the hosts'
-        C(fleet_host)) no capacity check is made.
-    type: dict
-  hosts:
-    description: Each member's capacity, member name to C(cpus) and C(memory).
+      - The host's capacity, C(cpus) and C(memory) (a size). Without it (or O(measured) and the hosts' C(fleet_host))
+        no capacity check is made.
     type: dict
   measured:
     description:
       - Member name to the lines of C(nproc --all; grep MemTotal /proc/meminfo) read there; a member's C(fleet_host)
         comes first.
-    type: dict
-  live_locations:
-    description: Node name to the member it runs on now, when known; a running node stays there.
     type: dict
   policy:
     description:
@@ -273,9 +267,7 @@ def main():
         pools=dict(type="list", elements="dict"),
         live_pools=dict(type="list", elements="str"),
         host=dict(type="dict"),
-        hosts=dict(type="dict"),
         measured=dict(type="dict"),
-        live_locations=dict(type="dict"),
         policy=dict(type="dict"),
         check_capacity=dict(type="bool", default=True),
         app_dir=dict(type="str"),
