@@ -49,7 +49,7 @@ def _specs(role):
 
 
 def test_every_role_is_checked():
-    assert "apt_cache" in ROLES and "internal_deb_packages" in ROLES and len(ROLES) >= 10, ROLES
+    assert "apt_cache" in ROLES and "internal_release_binary" in ROLES and len(ROLES) >= 10, ROLES
 
 
 @pytest.mark.parametrize("role", ROLES)
