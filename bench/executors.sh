@@ -77,6 +77,7 @@ for variant in "${VARIANTS[@]}"; do
     for round in $(seq "$RUNS"); do
         timed "  ${LABEL[$variant]}, run $round" run "$variant" || failed=1
         record "site_idem_${variant}_$round"
+        if [ "$variant" = mitogen ] && [ "$TAKEN" != FAILED ]; then SITE_HOST_TASKS=$HOST_TASKS; fi
     done
 done
 
@@ -92,5 +93,29 @@ for variant in "${VARIANTS[@]}"; do
         printf '  %-58s %7s\n' "${LABEL[$variant]}" FAILED
     fi
 done
+
+# The executor's own floor: as many host-tasks as the idempotent run has, over the same hosts, each
+# doing nothing but answer (ping: a module run on the host; debug: nothing leaves the controller),
+# under ansible.cfg's strategy. A bound below it cannot be met by faster tasks, only by fewer.
+hosts=$(ansible-inventory -i "$INVENTORY" --list 2>/dev/null | python -c 'import json, sys; print(len(json.load(sys.stdin)["_meta"]["hostvars"]))')
+if [ -n "${SITE_HOST_TASKS:-}" ] && [ "$hosts" -gt 0 ]; then
+    per_host=$(( (SITE_HOST_TASKS + hosts - 1) / hosts ))
+    record_value site_idem_host_tasks "$SITE_HOST_TASKS"
+    echo "the executor's floor: $SITE_HOST_TASKS host-tasks of the idempotent run = $per_host tasks x $hosts hosts, each a no-op:"
+    for action in ping debug; do
+        {
+            echo "- name: $per_host no-op tasks on every host"
+            echo "  hosts: all"
+            echo "  gather_facts: false"
+            echo "  tasks:"
+            for i in $(seq "$per_host"); do echo "    - {name: noop $i, ansible.builtin.$action: {}}"; done
+        } >"$work/floor-$action.yml"
+        for round in $(seq "$RUNS"); do
+            timed "  $action, run $round" env -u ANSIBLE_STRATEGY ansible-playbook -i "$INVENTORY" "$work/floor-$action.yml" || failed=1
+            record "site_idem_floor_${action}_$round"
+        done
+        read -r seconds _ < <(best_of "^site_idem_floor_${action}_[0-9]+\$") && record_value "site_idem_floor_${action}" "$seconds"
+    done
+fi
 # Exit 1 when a run failed (the others ran all the same).
 if [ "$failed" != 0 ]; then exit 1; fi

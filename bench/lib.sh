@@ -19,7 +19,7 @@ BENCH_FIGURES=${BENCH_FIGURES:-build/bench/figures}
 mkdir -p "$(dirname "$BENCH_FIGURES")"
 
 # timed NAME COMMAND...: run it quietly, then print NAME, its seconds and, for a playbook, how many
-# tasks changed (the sum over the recap). Sets TAKEN and CHANGED for `record`. When it fails: the
+# tasks changed (the sum over the recap). Sets TAKEN, CHANGED and HOST_TASKS for `record`. When it fails: the
 # last 40 lines of its output, "NAME: FAILED", and status 1 (a script under set -e stops there).
 timed() {
     local name=$1; shift
@@ -33,6 +33,10 @@ timed() {
     fi
     end=$(date +%s.%N)
     CHANGED=$(awk '/ changed=/ {n++; sub(/.*changed=/, ""); sum += $1} END {print n ? sum : "-"}' "$log")
+    # Host-tasks: every task result of every host (the recap's ok + skipped + failed); bench/executors.sh reads it.
+    # shellcheck disable=SC2034
+    HOST_TASKS=$(awk '/ ok=[0-9]+ / {for (i = 1; i <= NF; i++) if ($i ~ /^(ok|skipped|failed)=/) {sub(/.*=/, "", $i); sum += $i}}
+                      END {print sum + 0}' "$log")
     TAKEN=$(awk -v s="$start" -v e="$end" 'BEGIN {printf "%.1f", e - s}')
     if [ "$CHANGED" = - ]; then
         printf '%-60s %7s s\n' "$name" "$TAKEN"
