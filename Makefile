@@ -36,7 +36,7 @@ test-deps:
 # The venv also sees Debian's apt bindings (python3-apt is not on PyPI), and nothing else of Debian's:
 # the apt module runs in this interpreter on the LXD host (local connection), and without them it
 # re-spawns itself under /usr/bin/python3, which fails under Mitogen (mitogen-hq/mitogen#849).
-# Mitogen's strategy plugins are linked where ansible.cfg looks for them.
+# Mitogen's own strategy plugins are linked for bench/executors.sh (Mitogen as shipped, beside ansible.cfg's).
 $(VENV)/.installed: requirements.txt | deps
 	@$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt

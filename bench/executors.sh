@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The idempotent site.yml on the converged lab under three executors, each run twice (issue 16):
+# The idempotent site.yml on the converged lab under four executors, each run twice (issue 16):
 #   as before       the roles of b59b3a6, the last commit with the pre-read layer (one raw/shell read
 #                   per role, the modules skipped by when:), from a temporary git worktree of this
 #                   repository; strategy linear with pipelining
 #   linear          today's roles (plain modules decide); strategy linear with pipelining
-#   mitogen_linear  today's roles under Mitogen's strategy (mitogen, requirements.txt)
+#   mitogen_linear  today's roles under Mitogen's strategy as shipped (mitogen, requirements.txt)
+#   unpinned        today's roles under adelie.fleet.mitogen_linear (ansible.cfg's): Mitogen's
+#                   strategy without its CPU pinning
 # Every variant sets its strategy itself, so the comparison holds whatever ansible.cfg's default is.
 # All use the same inventory. Prints every run, then the best of the two runs of each variant with
 # its ratio to "as before". Needs a converged lab (changed=0 is expected on every run). A variant
@@ -18,11 +20,12 @@ INVENTORY_IN_TREE=${INVENTORY:-inventories/lab}
 INVENTORY=$(realpath "$INVENTORY_IN_TREE")
 BEFORE=b59b3a6
 RUNS=2
-VARIANTS=(before linear mitogen)
+VARIANTS=(before linear mitogen unpinned)
 declare -A LABEL=(
     [before]="as before: pre-read layer ($BEFORE), linear"
     [linear]="plain modules, linear + pipelining"
-    [mitogen]="plain modules, mitogen_linear"
+    [mitogen]="plain modules, mitogen_linear (as shipped: pinned)"
+    [unpinned]="plain modules, adelie.fleet.mitogen_linear (unpinned)"
 )
 
 work=$(mktemp -d)
@@ -65,6 +68,8 @@ run() {
             fi
             env ANSIBLE_STRATEGY_PLUGINS="$mitogen_strategies" ANSIBLE_STRATEGY=mitogen_linear \
                 ansible-playbook -i "$INVENTORY" site.yml ;;
+        unpinned)
+            env ANSIBLE_STRATEGY=adelie.fleet.mitogen_linear ansible-playbook -i "$INVENTORY" site.yml ;;
     esac
 }
 
@@ -72,12 +77,12 @@ run() {
 # today's, only the first run of the next variant (which puts it back) shows it.
 forget '^site_idem_'
 failed=0
-echo "site.yml idempotent on the converged lab, three executors:"
+echo "site.yml idempotent on the converged lab, four executors:"
 for variant in "${VARIANTS[@]}"; do
     for round in $(seq "$RUNS"); do
         timed "  ${LABEL[$variant]}, run $round" run "$variant" || failed=1
         record "site_idem_${variant}_$round"
-        if [ "$variant" = mitogen ] && [ "$TAKEN" != FAILED ]; then SITE_HOST_TASKS=$HOST_TASKS; fi
+        if [ "$variant" = unpinned ] && [ "$TAKEN" != FAILED ]; then SITE_HOST_TASKS=$HOST_TASKS; fi
     done
 done
 
@@ -94,7 +99,7 @@ for variant in "${VARIANTS[@]}"; do
     fi
 done
 
-# The executor's own floor: as many host-tasks as the idempotent run has, over the same hosts, each
+# The executor's own floor: as many host-tasks as the idempotent run (unpinned) has, over the same hosts, each
 # doing nothing but answer (ping: a module run on the host; debug: nothing leaves the controller),
 # under ansible.cfg's strategy. A bound below it cannot be met by faster tasks, only by fewer.
 hosts=$(ansible-inventory -i "$INVENTORY" --list 2>/dev/null | python -c 'import json, sys; print(len(json.load(sys.stdin)["_meta"]["hostvars"]))')
