@@ -24,8 +24,8 @@ VARIANTS=(before linear mitogen unpinned)
 declare -A LABEL=(
     [before]="as before: pre-read layer ($BEFORE), linear"
     [linear]="plain modules, linear + pipelining"
-    [mitogen]="plain modules, mitogen_linear (as shipped: pinned)"
-    [unpinned]="plain modules, adelie.fleet.mitogen_linear (unpinned)"
+    [mitogen]="plain modules, mitogen_linear (pinned)"
+    [unpinned]="plain modules, adelie.fleet.mitogen_linear"
 )
 
 work=$(mktemp -d)
