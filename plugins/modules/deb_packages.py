@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 ---
 module: deb_packages
 short_description: Install the Debian packages that are missing, asking dpkg first
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Asks C(dpkg-query) about O(names) only. When all are installed that is the whole task (one round trip,
     never changed). When one is missing, runs M(ansible.builtin.apt) once with all O(names), state present,
