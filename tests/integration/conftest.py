@@ -16,6 +16,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -135,6 +136,7 @@ class Fleet:
             for url in self.client_json("/1.0/storage-pools/%s/volumes/custom" % pool) or []:
                 self.client("storage", "volume", "delete", pool, _name(url), "--project", project, check=False)
         self.client("project", "delete", project, check=False)
+        remove_host_files(project)
 
     def first(self, role=None, cpu=0):
         """The first node (by name) of a role, or with at least cpu CPUs: tests pick theirs by kind."""
@@ -208,6 +210,27 @@ class Fleet:
         state = self.client_json("/1.0/instances/%s/state" % node) or {}
         addresses = state.get("network", {}).get("eth0", {}).get("addresses", [])
         return next(a["address"] for a in addresses if a["family"] == "inet")
+
+
+# What the lxd_metrics role leaves per project on the host (roles/lxd_metrics/vars/main.yml): its textfiles, and
+# where PID 1 is not systemd, the disk-use publisher with its pid file.
+TEXTFILE_DIR = Path("/var/lib/prometheus/node-exporter")
+PUBLISHER_PID_FILE = "/run/adelie-fleet-disk-usage-%s.pid"
+
+
+def remove_host_files(project):
+    """The removed project's publisher stopped and its textfiles deleted: the lab's Prometheus, which scrapes
+    the host's node-exporter, keeps no series of a test fleet that is gone."""
+    pid_file = Path(PUBLISHER_PID_FILE % project)
+    if pid_file.exists():
+        pid = int(pid_file.read_text().strip() or 0)
+        cmdline = Path("/proc/%d/cmdline" % pid)
+        # Only the publisher this pid file names (a pid can be reused).
+        if pid and cmdline.exists() and ("\0%s\0" % project).encode() in cmdline.read_bytes():
+            os.kill(pid, signal.SIGTERM)
+        pid_file.unlink()
+    for name in ("adelie_fleet_quota_%s.prom", "adelie_fleet_disk_usage_%s.prom"):
+        (TEXTFILE_DIR / (name % project)).unlink(missing_ok=True)
 
 
 def converged(inventory):
