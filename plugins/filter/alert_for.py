@@ -25,7 +25,7 @@ options:
     type: str
     required: true
   durations:
-    description: Alert name to duration, for example C({NodeDown: 5m}).
+    description: "Alert name to duration, for example C({NodeDown: 5m})."
     type: dict
     required: true
 """

@@ -44,7 +44,7 @@ def test_only_the_named_alerts_change_and_every_other_line_is_kept():
         {k: v for k, v in before.items() if k not in ("NodeDown", "ContainerMemoryNearQuota")}
     changed = [(a, b) for a, b in zip(RULES.splitlines(), result.splitlines()) if a != b]
     # NodeDown has one rule, ContainerMemoryNearQuota two (warning and critical): three `for` lines.
-    assert len(changed) == 3 and all(a.strip().startswith("for:") for a, _ in changed), changed
+    assert len(changed) == 3 and all(old.strip().startswith("for:") for old, _new in changed), changed
     assert len(RULES.splitlines()) == len(result.splitlines()) and "# Alert rules" in result
 
 
