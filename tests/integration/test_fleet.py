@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import eventually
+from conftest import ON_LAB_ONLY, eventually
 
 
 pytestmark = pytest.mark.integration
@@ -58,8 +58,12 @@ def test_second_run_changes_nothing(each_lab):
     assert again.changed_hosts() == {}, str(again)
 
 
-# `site.yml --check --diff` on the converged lab changing nothing: test_jwt.py's run, which also
-# looks for .env values in its output (one run of the whole site instead of two).
+# Check mode runs the same modules on either daemon: on the lab's (the re-run above covers both).
+@ON_LAB_ONLY
+def test_check_mode_on_converged_fleet_changes_nothing(each_lab):
+    check = each_lab.playbook("site.yml", "--check", "--diff")
+    assert check.rc == 0, str(check)
+    assert check.changed_hosts() == {}, str(check)
 
 
 # A canary the host layer would create at once if it ran before validation: a new storage pool.

@@ -51,11 +51,9 @@ def env_values(lab):
             and line.split("=", 1)[0].strip() not in PUBLIC_KEYS} - {""}
 
 
-def test_check_diff_changes_nothing_and_shows_no_value_of_any_env(lab):
-    """--check --diff of a rotation (which has a diff to show) and of the whole site (make check): key names
-    at most, never a value of any .env, here a database password among them. The site's run is also the
-    suite's check that --check --diff on the converged fleet changes nothing (the weak secret is
-    rotate_jwt.yml's business, the extra line no key of the site's)."""
+def test_check_diff_shows_no_value_of_any_env(lab):
+    """--check --diff of a rotation (which has a diff to show) and of the whole site (make check):
+    key names at most, never a value of any .env, here a database password among them."""
     password = "hunter2-%d" % time.time_ns()
     first = next(iter(app_nodes(lab)))
     secret_line = next(line for line in env_lines(lab, first) if line.startswith("JWT_SECRET="))
@@ -73,7 +71,6 @@ def test_check_diff_changes_nothing_and_shows_no_value_of_any_env(lab):
             leaked = sorted(value for value in values if value in result.out)
             assert not leaked, "values of .env in the output: %s" % leaked
         assert "JWT_SECRET" in rotation.out and "<redacted" in rotation.out, str(rotation)
-        assert set(site.recap) >= set(lab.nodes) | {"localhost"} and site.changed_hosts() == {}, str(site)
     finally:
         for node, app in app_nodes(lab).items():
             lab.exec(node, "sed -i '/^DB_URL=postgres:\\/\\/app:hunter2-/d' %s/.env" % app)
