@@ -183,12 +183,12 @@ def _roles(problems, roles, pool_sizes):
 
 
 def _network(problems, network):
-    """The bridge's address/prefix (None when not valid) and its name."""
+    """The bridge's address/prefix (None when not valid), its name, and the uplink of routed NICs (or None)."""
     valid, found = schema.check(schema.NETWORK, network, "fleet_network")
     problems += found
     valid = valid or {}
     bridge = ipaddress.IPv4Interface(valid["ipv4"]) if "ipv4" in valid else None
-    return bridge, valid.get("name")
+    return bridge, valid.get("name"), valid.get("parent")
 
 
 def _services(problems, services, roles):
@@ -332,13 +332,18 @@ def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_A
     _groups(problems, nodes, groups, roles)
     pool_sizes = _pools(problems, pools, live_pools)
     role_specs = _roles(problems, roles, pool_sizes)
-    bridge, bridge_name = _network(problems, network)
+    bridge, bridge_name, uplink = _network(problems, network)
     # Without fleet_roles, the services' keys and the nodes' role groups cannot be checked: said once, above.
     roles_known = isinstance(roles, dict)
     role_services = _services(problems, services, role_specs) if roles_known else {}
     environments = _environments(problems, environments, roles)
     members = list(lxd_hosts or ([lxd_host] if lxd_host else []))
     lxd_host = members[0] if members else lxd_host
+    # LXD and Incus keep a managed bridge's address cluster-wide (only its parent and external interfaces
+    # are per member): every member's bridge would answer for the one gateway. Routed NICs need no bridge.
+    if len(members) > 1 and bridge_name and not uplink:
+        problems.append("fleet_network.parent: a cluster's nodes need it (the uplink each member routes their "
+                        "addresses on, like eth0): a bridge's address would be the same on every member")
     if hosts is None and host is not None:
         hosts = {lxd_host: host}
     sizes = {}
@@ -441,7 +446,7 @@ def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_A
     return {"nodes": model_nodes, "profiles": profiles, "pools": pool_sizes,
             "members": {node["member"]["login"]: name for name, node in model_nodes.items() if node["member"]},
             "network": {"name": bridge_name, "ipv4": str(bridge), "subnet": str(bridge.network),
-                        "gateway": str(bridge.ip)},
+                        "gateway": str(bridge.ip), "parent": uplink},
             "project": project, "lxd_host": lxd_host, "lxd_hosts": members, "clustered": len(members) > 1,
             "environments": environments, "tenants": tenant_names,
             "secrets_file": secrets_file, "vault_password_file": vault_password_file,

@@ -103,10 +103,13 @@ NODE = {  # a node's host entry, fleet_<field>; cpu, memory, disk and pool overr
     "pool": Rule("name"),
     "location": Rule("name"),  # one of group lxd_hosts (fleet.py)
 }
-NETWORK = {  # fleet_network: the bridge every node sits on
+NETWORK = {  # fleet_network: the bridge every node sits on, or (parent) the uplink a cluster's members route
     "name": Rule("ifname", "the LXD bridge's name"),
     "ipv4": Rule("gateway", "the bridge's address and prefix, like 10.10.10.1/24"),
     "config": Rule("settings"),  # more of the bridge's LXD settings (lxd_host)
+    # Routed NICs on this interface of every member instead of a bridge (fleet.py: a cluster needs it);
+    # ipv4 is then the uplink's router and prefix.
+    "parent": Rule("ifname"),
 }
 POOL = {  # each entry of fleet_pools; no two with one name
     "name": Rule("name", "LXD's name of the pool"),

@@ -8,8 +8,6 @@ from outside: on the host, in the node, and over SSH as the teammate.
 """
 from __future__ import annotations
 
-import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -17,14 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible_collections.adelie.fleet.plugins.module_utils.backend import backend
-from conftest import GATEWAY, SSH_OPTIONS, eventually, run_playbook
+from conftest import SSH_OPTIONS, run_playbook
+from nested import nested_hosts
 
 INVENTORY = Path(__file__).resolve().parent / "inventory_migrate"
 PROJECT = "fleet-test-mig"
 HOST, HOST_ADDRESS = "mig-host", "10.10.10.250"
 NODE, NODE_ADDRESS, LOGIN = "mg-box", "10.10.30.31", "dana"
-# Where the lab's image tarball is cached (roles/lxd_image): the nested host imports it instead of building it.
-IMAGE_CACHE = Path("/var/cache/adelie-fleet/images")
 INCUS = backend("incus")
 LXD = INCUS["migrate_from"]["source"]
 # The metrics client certificate lxd_metrics made on the host (the one Prometheus presents).
@@ -40,32 +37,6 @@ def fetch(url, certificate=False):
             ".read().decode())\"" % (context, url))
 
 
-def cgroup_v1_mounts():
-    """This machine's cgroup v1 hierarchies: {directory name: mount options naming its controllers}."""
-    mounts = {}
-    for line in Path("/proc/mounts").read_text().splitlines():
-        _source, target, kind, options = line.split()[:4]
-        if kind == "cgroup" and target.startswith("/sys/fs/cgroup/"):
-            mounts[target.rsplit("/", 1)[1]] = ",".join(o for o in options.split(",") if o not in ("rw", "relatime"))
-    return mounts
-
-
-# What the nested host needs beyond a node, before its daemon is installed (test scaffolding only):
-# - the cgroup v1 hierarchies mounted as this machine mounts them: the host's systemd assumes cpu and cpuacct
-#   share one (its symlinks point at an empty cpu,cpuacct), where liblxc then fails to start a container;
-# - lxcfs allowed to run in a container (Debian's unit skips it there), or the node would not see its limits;
-# - this machine's apt cache, and the directory the inventory's pool sits on.
-NESTING_SETUP = " && ".join(
-    ["mount -o remount,rw /sys/fs/cgroup"]
-    + ["{ mountpoint -q /sys/fs/cgroup/%s || { rm -f /sys/fs/cgroup/%s && mkdir -p /sys/fs/cgroup/%s"
-       " && mount -t cgroup -o %s cgroup /sys/fs/cgroup/%s; }; }" % (name, name, name, options, name)
-       for name, options in sorted(cgroup_v1_mounts().items())]
-    + ["mkdir -p /etc/systemd/system/lxcfs.service.d",
-       "printf '[Unit]\\nConditionVirtualization=\\n' > /etc/systemd/system/lxcfs.service.d/nested.conf",
-       "printf 'Acquire::http::Proxy \"http://%s:3142\";\\n' > /etc/apt/apt.conf.d/01adelie-proxy" % GATEWAY,
-       "mkdir -p /var/lib/adelie-fleet-pool"])
-
-
 def ssh(key, target, cmd, user="root", check=False, jump_key=None):
     """cmd on the nested host, or on its node through it (as the inventory reaches it; the jump with
     jump_key, by default key)."""
@@ -78,33 +49,8 @@ def ssh(key, target, cmd, user="root", check=False, jump_key=None):
 @pytest.fixture(scope="module")
 def nested_host(lab):
     """mig-host running, with the controller's key, this machine's apt cache and the lab's image tarball."""
-    def remove():
-        lab.client("delete", "--force", "--project", PROJECT, HOST, check=False)
-        lab.client("project", "delete", PROJECT, check=False)
-
-    remove()
-    try:
-        # The lab's image and profiles (features off: the default project's are used).
-        lab.client("project", "create", PROJECT, "-c", "features.images=false", "-c", "features.profiles=false")
-        instance = {
-            "name": HOST, "source": {"type": "image", "alias": "adelie/bookworm"},
-            "config": {"security.privileged": "true", "security.nesting": "true", "limits.cpu": "2", "limits.memory": "3GiB"},
-            "devices": {"root": {"type": "disk", "path": "/", "pool": "fleet", "size": "8GiB"},
-                        "eth0": {"type": "nic", "name": "eth0", "network": "fleetbr0", "ipv4.address": HOST_ADDRESS},
-                        # lxcfs (the nodes' limits seen from inside) needs FUSE.
-                        "fuse": {"type": "unix-char", "source": "/dev/fuse", "path": "/dev/fuse"}}}
-        lab.client("query", "--wait", "-X", "POST", "-d", json.dumps(instance), "/1.0/instances?project=" + PROJECT)
-        lab.client("start", "--project", PROJECT, HOST)
-        pushes = [(lab.key + ".pub", "/root/.ssh/authorized_keys", "0600")]
-        pushes += [(str(tarball), str(tarball), "0644") for tarball in IMAGE_CACHE.glob("*.tar")]
-        for source, target, mode in pushes:
-            lab.client("file", "push", "--project", PROJECT, "--create-dirs", "--mode", mode, source, HOST + target)
-        lab.client("exec", "--project", PROJECT, HOST, "--", "sh", "-c", NESTING_SETUP)
-        assert eventually(lambda: ssh(lab.key, HOST_ADDRESS, "true").returncode, 0, timeout=60) == 0
-        yield lab.key
-    finally:
-        if not os.environ.get("FLEET_TEST_KEEP"):
-            remove()
+    with nested_hosts(lab, PROJECT, {HOST: HOST_ADDRESS}) as key:
+        yield key
 
 
 def test_an_lxd_host_moves_to_incus_with_its_fleet(nested_host, tmp_path):

@@ -21,9 +21,10 @@ SOURCES
 
 # binfmt cannot be set up inside a container: masked, or the system state is "degraded".
 ln -sf /dev/null "$root/etc/systemd/system/systemd-binfmt.service"
-# DHCP on eth0: LXD's dnsmasq hands each container its static address.
+# eth0 (templates/eth0.network.tpl below, written when a container is made): DHCP on a bridge, where the
+# daemon's dnsmasq hands each container its static address; on a routed NIC (a cluster's nodes), the
+# address and route the daemon set before boot, kept.
 mkdir -p "$root/etc/systemd/network"
-printf '[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n' >"$root/etc/systemd/network/eth0.network"
 chroot "$root" systemctl enable systemd-networkd.service systemd-resolved.service >/dev/null 2>&1
 ln -sf /run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
 # sshd (the node layer's transport) takes keys only; each container makes its own host keys at
@@ -43,6 +44,17 @@ rm -rf "$root"/var/lib/apt/lists/*
 mkdir -p "$work/templates"
 printf '{{ container.name }}\n' >"$work/templates/hostname.tpl"
 printf '127.0.0.1 localhost\n127.0.1.1 {{ container.name }}\n' >"$work/templates/hosts.tpl"
+cat >"$work/templates/eth0.network.tpl" <<'NETWORK'
+[Match]
+Name=eth0
+
+[Network]
+{% if devices.eth0.nictype == "routed" %}KeepConfiguration=yes
+LinkLocalAddressing=no
+IPv6AcceptRA=no
+{% else %}DHCP=ipv4
+{% endif %}
+NETWORK
 cat >"$work/metadata.yaml" <<META
 architecture: $(uname -m)
 creation_date: $(date +%s)
@@ -57,6 +69,9 @@ templates:
   /etc/hosts:
     when: [create, copy]
     template: hosts.tpl
+  /etc/systemd/network/eth0.network:
+    when: [create, copy]
+    template: eth0.network.tpl
 META
 tar -C "$work" -cf "$out.part" metadata.yaml templates rootfs
 mv "$out.part" "$out"

@@ -125,8 +125,12 @@ def _cluster(tmp_path, pins=None):
     return extra
 
 
+# A cluster's nodes are routed on the members' uplink (a bridge's address would be every member's).
+ROUTED = ("-e", json.dumps({"fleet_network": {"name": "fleetbr0", "ipv4": "10.10.10.1/24", "parent": "eno1"}}))
+
+
 def test_plan_prints_a_table_per_member_of_a_cluster(tmp_path):
-    result = run_playbook("playbooks/plan.yml", "-i", str(_cluster(tmp_path)), inventory=PRODUCTION)
+    result = run_playbook("playbooks/plan.yml", "-i", str(_cluster(tmp_path)), *ROUTED, inventory=PRODUCTION)
     assert result.rc == 0, str(result)
     out = result.out
     assert out.index('"member localhost"') < out.index('"member lxd-a"') < out.index('"member lxd-b"')
@@ -138,7 +142,7 @@ def test_plan_prints_a_table_per_member_of_a_cluster(tmp_path):
 
 def test_plan_refuses_an_overcommitted_member_though_the_cluster_has_room(tmp_path):
     pins = {("deploy", "deploy-test"): "lxd-b", ("dev", "dev-hj"): "lxd-b", ("staging", "staging"): "lxd-b"}
-    result = run_playbook("playbooks/plan.yml", "-i", str(_cluster(tmp_path, pins)), inventory=PRODUCTION)
+    result = run_playbook("playbooks/plan.yml", "-i", str(_cluster(tmp_path, pins)), *ROUTED, inventory=PRODUCTION)
     assert result.rc != 0
     assert ("memory overcommitted: the nodes placed on member lxd-b ask 42GiB, it may hand out 40GiB. "
             "Biggest consumers: deploy-test 32GiB, dev-hj 8GiB, staging 2GiB") in result.out, str(result)

@@ -372,7 +372,7 @@ def test_derived_fields_defaults():
     assert (infra["app_dir"], infra["compose"], infra["gateway"]) == ("/opt/fleet-app", "docker-compose", "10.10.10.1")
     assert model["members"] == {"alice": "dev-a"}
     assert model["network"] == {"name": "fleetbr0", "ipv4": "10.10.10.1/24", "subnet": "10.10.10.0/24",
-                                "gateway": "10.10.10.1"}
+                                "gateway": "10.10.10.1", "parent": None}
 
 
 def test_derived_fields_with_options_and_a_role_without_docker():
@@ -512,12 +512,20 @@ def test_model_from_inventory_reads_the_inventory_as_model_yml_does():
 
 MEMBERS = ["srv-a", "srv-b"]
 SIZES = {"srv-a": {"cpus": 8, "memory": "40GiB"}, "srv-b": {"cpus": 8, "memory": "24GiB"}}
+ROUTED = dict(NETWORK, parent="eth0")
 
 
 def cluster(nodes=None, **kwargs):
     return build_model(nodes or fleet(**{"dev-b": dev("10.10.10.32", "bob"), "dev-c": dev("10.10.10.33", "carol")}),
-                       ROLES, NETWORK, POOLS, lxd_hosts=MEMBERS, hosts=SIZES, policy={"memory_reserve": "4GiB"},
+                       ROLES, ROUTED, POOLS, lxd_hosts=MEMBERS, hosts=SIZES, policy={"memory_reserve": "4GiB"},
                        **kwargs)
+
+
+def test_a_cluster_routes_its_nodes_on_an_uplink_not_a_bridge():
+    found = problems(fleet(), lxd_hosts=MEMBERS, hosts=SIZES)
+    assert found == ["fleet_network.parent: a cluster's nodes need it (the uplink each member routes their addresses "
+                     "on, like eth0): a bridge's address would be the same on every member"]
+    assert cluster()["network"]["parent"] == "eth0"
 
 
 def locations(model):
@@ -548,18 +556,21 @@ def test_a_running_node_stays_where_it_runs_and_fleet_location_wins():
 
 
 def test_fleet_location_must_name_a_member():
-    found = problems(fleet(**{"dev-b": dev("10.10.10.32", "bob", location="srv-z")}), lxd_hosts=MEMBERS, hosts=SIZES)
+    found = problems(fleet(**{"dev-b": dev("10.10.10.32", "bob", location="srv-z")}), network=ROUTED,
+                     lxd_hosts=MEMBERS, hosts=SIZES)
     assert found == ["dev-b: fleet_location 'srv-z' is not a host of group lxd_hosts (srv-a, srv-b)"]
 
 
 def test_a_node_may_not_have_more_cpus_than_its_member_has_threads():
     sizes = dict(SIZES, **{"srv-b": {"cpus": 2, "memory": "24GiB"}})
-    found = problems(fleet(**{"dev-b": dev("10.10.10.32", "bob", location="srv-b")}), lxd_hosts=MEMBERS, hosts=sizes)
+    found = problems(fleet(**{"dev-b": dev("10.10.10.32", "bob", location="srv-b")}), network=ROUTED,
+                     lxd_hosts=MEMBERS, hosts=sizes)
     assert found == ["dev-b: cpu (fleet_roles.dev.cpu) 4 is more than the member srv-b's 2 CPU threads"]
 
 
 def test_a_bad_member_size_names_the_member():
-    found = problems(fleet(), lxd_hosts=MEMBERS, hosts=dict(SIZES, **{"srv-b": {"cpus": "many", "memory": "24GiB"}}))
+    found = problems(fleet(), network=ROUTED, lxd_hosts=MEMBERS,
+                     hosts=dict(SIZES, **{"srv-b": {"cpus": "many", "memory": "24GiB"}}))
     assert len(found) == 1 and found[0].startswith("srv-b: fleet_host.cpus 'many' is not a whole number")
 
 

@@ -271,7 +271,7 @@ def test_missing_variables_are_named_once():
     found = problems(roles=None, network=None, pools=None)
     assert found == ["fleet_pools is missing (a list of pools: name, driver, size)",
                      "fleet_roles is missing (a mapping of each role to its cpu, memory, disk and pool)",
-                     "fleet_network is missing (a mapping of name, ipv4, config)"]
+                     "fleet_network is missing (a mapping of name, ipv4, config, parent)"]
 
 
 # ---------------------------------------------------------------------------
