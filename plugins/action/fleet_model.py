@@ -41,7 +41,8 @@ def member_sizes(hostvars, members, measured):
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("nodes", "live_pools", "host", "measured", "check_capacity", *INVENTORY_VARIABLES))
+    _VALID_ARGS = frozenset(("nodes", "live_pools", "host", "measured", "check_capacity", "live_locations", "locations",
+                             "without", "hosts", *INVENTORY_VARIABLES))
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -49,10 +50,15 @@ class ActionModule(ActionBase):
         hostvars = task_vars["hostvars"]
         me = task_vars.get("inventory_hostname")
         options = inventory_options(hostvars[me] if me in hostvars else {}, args)
-        hosts = member_sizes(hostvars, task_vars["groups"].get("lxd_hosts", []), args.get("measured"))
-        checks = {"live_pools": args.get("live_pools"), "host": args.get("host") or None, "hosts": hosts}
+        without = args.get("without")
+        members = [member for member in task_vars["groups"].get("lxd_hosts", []) if member != without]
+        hosts = ({member: size for member, size in args["hosts"].items() if member in members} if args.get("hosts")
+                 else member_sizes(hostvars, members, args.get("measured")))
+        checks = {"live_pools": args.get("live_pools"), "host": args.get("host") or None, "hosts": hosts,
+                  "live_locations": args.get("live_locations")}
         try:
-            model = model_from_inventory(hostvars, task_vars["groups"], dict(options, **checks), nodes=args.get("nodes"))
+            model = model_from_inventory(hostvars, task_vars["groups"], dict(options, **checks), nodes=args.get("nodes"),
+                                         locations=args.get("locations"), without=without)
         except FleetError as error:
             raise AnsibleActionFail(str(error)) from None
         result.update(changed=False, fleet=model)
@@ -68,6 +74,9 @@ class ActionModule(ActionBase):
             return result
         result["capacity"] = report["rows"]
         if report["problems"] and args.get("check_capacity", True):
-            raise AnsibleActionFail("refused, the fleet does not fit %s:\n" % ("its members" if model["clustered"] else "the host")
+            where = "its members" if model["clustered"] else "the host"
+            if without:
+                where = "the members left without %s (%s)" % (without, ", ".join(members))
+            raise AnsibleActionFail("refused, the fleet does not fit %s:\n" % where
                                     + "\n".join("  - " + p for p in report["problems"]) + "\n" + "\n".join(result["table"]))
         return result

@@ -448,6 +448,7 @@ def build_model(nodes, roles, network, pools, live_pools=None, app_dir=DEFAULT_A
             "network": {"name": bridge_name, "ipv4": str(bridge), "subnet": str(bridge.network),
                         "gateway": str(bridge.ip), "parent": uplink},
             "project": project, "lxd_host": lxd_host, "lxd_hosts": members, "clustered": len(members) > 1,
+            "hosts": {member: dict(size) for member, size in (hosts or {}).items() if isinstance(size, dict)},
             "environments": environments, "tenants": tenant_names,
             "secrets_file": secrets_file, "vault_password_file": vault_password_file,
             "ca_dir": CA_DIR % project, "registry": registry, "backend": backend_entry(backend)}
@@ -470,12 +471,14 @@ def place(nodes, members, sizes, live_locations):
             left[node["location"]] -= node["memory_bytes"] or 0
 
 
-def model_from_inventory(hostvars, groups, options, nodes=None):
+def model_from_inventory(hostvars, groups, options, nodes=None, locations=None, without=None):
     """build_model of an inventory, as Ansible gives it: every fleet node's entry from its variables.
 
     hostvars: {host: its variables} for every host (Ansible's hostvars, or a plain mapping); groups: {group:
     [hosts]}; options: build_model's keyword arguments (inventory_options); nodes: the fleet's node names
     (default: group fleet). The LXD hosts are group lxd_hosts: one server, or the members of one cluster.
+    A move is planned with locations ({node: member, or None to let the model place it}, over fleet_location)
+    and without (a member the nodes must leave: it takes none).
     """
     fleet = list(nodes or groups.get("fleet", []))
     in_fleet = set(fleet)
@@ -489,8 +492,11 @@ def model_from_inventory(hostvars, groups, options, nodes=None):
                      "ipv4": host.get("fleet_ipv4"), "member": host.get("fleet_member")}
             for field in (*QUOTA_FIELDS, "location"):
                 entry[field] = host.get("fleet_" + field)
+            if name in (locations or {}):
+                entry["location"] = locations[name]
             entries[name] = entry
-    return build_model(entries, groups=groups, variables=variables, lxd_hosts=groups.get("lxd_hosts"), **options)
+    members = [member for member in groups.get("lxd_hosts", []) if member != without]
+    return build_model(entries, groups=groups, variables=variables, lxd_hosts=members, **options)
 
 
 def inventory_options(variables, given=None):

@@ -84,6 +84,23 @@ options:
       - Defaults to the inventory's C(fleet_pools); refused when neither is set.
     type: list
     elements: dict
+  live_locations:
+    description:
+      - Where a cluster's nodes run now (node name to member); a node without C(fleet_location) stays there.
+    type: dict
+  locations:
+    description:
+      - A move to plan (node name to member, or null to let the model place the node), over C(fleet_location):
+        C(playbooks/move.yml) and C(playbooks/evacuate.yml) check the members' capacity with it before they move.
+    type: dict
+  without:
+    description: A member the nodes must leave (an evacuation); it takes no node and its capacity is not counted.
+    type: str
+  hosts:
+    description:
+      - Each member's size (member to C(cpus) and C(memory)), as a model built before holds them (C(fleet_model.hosts)).
+      - Not given, each member's C(fleet_host), else O(measured).
+    type: dict
   live_pools:
     description: Names of the storage pools the LXD host really has; each pool of O(pools) must be among them.
     type: list
@@ -211,9 +228,11 @@ fleet:
       type: dict
       sample: {hj: dev-hj, ryejinn: dev-ryejinn}
     network:
-      description: The bridge, C(name), C(ipv4) (address/prefix), C(subnet) and C(gateway) (address alone).
+      description:
+        - The bridge, C(name), C(ipv4) (address/prefix), C(subnet) and C(gateway) (address alone), and C(parent), the
+          uplink a cluster's nodes are routed on (null with a bridge).
       type: dict
-      sample: {name: fleetbr0, ipv4: 10.10.10.1/24, subnet: 10.10.10.0/24, gateway: 10.10.10.1}
+      sample: {name: fleetbr0, ipv4: 10.10.10.1/24, subnet: 10.10.10.0/24, gateway: 10.10.10.1, parent: null}
     project:
       description: The LXD project of the containers and profiles (O(project)).
       type: str
@@ -227,6 +246,10 @@ fleet:
     clustered:
       description: Whether the fleet runs on a cluster of several members.
       type: bool
+    hosts:
+      description: Each member's size the capacity check used (C(cpus), C(memory)), declared or measured.
+      type: dict
+      sample: {adelie-server: {cpus: 32, memory: 84GiB}}
     environments:
       description: The environment roles (O(environments)).
       type: list
