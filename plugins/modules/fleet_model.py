@@ -90,7 +90,7 @@ options:
     type: dict
   locations:
     description:
-      - A move to plan (node name to member, or null to let the model place the node), over C(fleet_location):
+      - A move to plan (node name to member, or null to let the model place the node), over C(fleet_location).
         C(playbooks/move.yml) and C(playbooks/evacuate.yml) check the members' capacity with it before they move.
     type: dict
   without:
