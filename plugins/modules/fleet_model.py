@@ -48,7 +48,8 @@ description:
     runs on (its C(fleet_location), else the member with the most memory left, the biggest nodes first), and the
     capacity check is made per member (one table each, then the cluster's totals); an overcommitted member is
     refused by name even when the cluster has room.
-  - Every option but O(nodes), O(live_pools), O(host), O(measured) and O(check_capacity) defaults to an inventory
+  - Every option but O(nodes), O(live_pools), O(live_locations), O(locations), O(without), O(hosts), O(host), O(measured)
+    and O(check_capacity) defaults to an inventory
     variable, as the task's host sees it (named in each option; C(plugins/module_utils/fleet.py) maps them, and
     C(bench/health_sweep.py) and the integration tests read them the same way). C(playbooks/model.yml) gives only
     O(measured).
@@ -289,6 +290,10 @@ def main():
         network=dict(type="dict"),
         pools=dict(type="list", elements="dict"),
         live_pools=dict(type="list", elements="str"),
+        live_locations=dict(type="dict"),
+        locations=dict(type="dict"),
+        without=dict(type="str"),
+        hosts=dict(type="dict"),
         host=dict(type="dict"),
         measured=dict(type="dict"),
         policy=dict(type="dict"),

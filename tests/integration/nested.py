@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -50,12 +51,15 @@ def ssh_command(key, address, user="root"):
     return ["ssh", *SSH_OPTIONS.split(), "-i", str(key), "%s@%s" % (user, address)]
 
 
+def _answers(key, address):
+    """ssh's exit status for `true` on the nested host."""
+    return subprocess.run(ssh_command(key, address) + ["true"], capture_output=True, timeout=60, check=False).returncode
+
+
 @contextmanager
 def nested_hosts(lab, project, hosts, memory="3GiB", disk="8GiB"):
     """hosts ({name: address}) running in project, each answering SSH with the controller's key; removed
     afterwards (also on failure) unless FLEET_TEST_KEEP is set."""
-    import subprocess
-
     def remove():
         for name in hosts:
             lab.client("delete", "--force", "--project", project, name, check=False)
@@ -82,9 +86,7 @@ def nested_hosts(lab, project, hosts, memory="3GiB", disk="8GiB"):
                 lab.client("file", "push", "--project", project, "--create-dirs", "--mode", mode, source, name + target)
             lab.client("exec", "--project", project, name, "--", "sh", "-c", NESTING_SETUP)
         for address in hosts.values():
-            answers = lambda: subprocess.run(ssh_command(lab.key, address) + ["true"], capture_output=True,  # noqa: E731
-                                             timeout=60).returncode
-            assert eventually(answers, 0, timeout=60) == 0
+            assert eventually(lambda a=address: _answers(lab.key, a), 0, timeout=60) == 0
         yield lab.key
     finally:
         if not os.environ.get("FLEET_TEST_KEEP"):
