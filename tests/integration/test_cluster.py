@@ -123,3 +123,16 @@ def test_a_node_moves_with_its_data_address_and_limits_and_a_move_without_room_i
     assert "the nodes placed on member cl-a ask 1280MiB, it may hand out 768MiB" in refused.out, str(refused)
     assert cluster.locations()["cl-three"] == "cl-b"
     assert cluster.api("/1.0/instances/cl-three/snapshots") == []
+
+
+def test_a_host_of_lxd_hosts_that_is_no_member_of_the_cluster_is_named(cluster, tmp_path):
+    """cl-c: a third host of lxd_hosts whose daemon (cl-b's) is in the cluster under another name, as a member
+    removed by hand would be. The host layer's configuration phase names it and changes nothing."""
+    extra = tmp_path / "stray.yml"
+    extra.write_text(yaml.safe_dump({"all": {"children": {"lxd_hosts": {"hosts": {"cl-c": {
+        "ansible_host": MEMBERS["cl-b"], "fleet_host": {"cpus": 2, "memory": "1GiB"}}}}}}}))
+    result = play("playbooks/host.yml", "-i", str(extra), "--tags", "lxd_host_configure")
+    assert result.rc != 0
+    assert "members of group lxd_hosts not online in the cluster: cl-c" in result.out, str(result)
+    assert result.changed_hosts() == {}
+    assert {m["server_name"] for m in cluster.api("/1.0/cluster/members?recursion=1")} == {"cl-a", "cl-b"}
