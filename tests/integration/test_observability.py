@@ -120,6 +120,13 @@ def test_every_rule_and_dashboard_query_evaluates(each_lab):
     assert checked >= 12
 
 
+def test_one_phase_of_prometheus_run_alone_keeps_its_configuration(lab):
+    """`--tags prometheus_configure` alone: the model and LXD's metrics endpoint are still read, so the
+    converged configuration stands (its LXD job once went missing from such a run)."""
+    result = lab.playbook("playbooks/observability.yml", "--tags", "prometheus_configure", "--check", "--diff")
+    assert result.rc == 0 and result.changed_hosts() == {}, str(result)
+
+
 def test_monitoring_ports_answer_only_on_the_bridge(lab):
     addresses = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=True).stdout
     others = [line.split()[3].split("/")[0] for line in addresses.splitlines()
